@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* kvmid's internal header: the types and module entry points the daemon's
+ * files share.  One header for the component, like tmux.h. */
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "varlink-idl.h"
+#include "varlink-wire.h"
+
+typedef struct Config Config;
+typedef struct ListenerConfig ListenerConfig;
+typedef struct Server Server;
+typedef struct Listener Listener;
+typedef struct Conn Conn;
+typedef struct Call Call;
+
+/* ---- log.c ------------------------------------------------------------ */
+
+/* syslog levels */
+enum { LOG_LVL_ERR = 3, LOG_LVL_WARNING = 4, LOG_LVL_NOTICE = 5, LOG_LVL_INFO = 6, LOG_LVL_DEBUG = 7 };
+
+void log_setup(int max_level);
+void log_set_max_level(int level);
+int log_get_max_level(void);
+int log_level_from_string(const char *s);
+const char *log_level_to_string(int level);
+/* Returns -abs(error) when error != 0, so callers can 'return log_..._errno(r, ...)';
+ * "%m" in format expands to strerror(error). */
+int log_internal(int level, int error, const char *file, int line, const char *format, ...) _printf_(5, 6);
+
+#define log_full_errno(level, error, ...) log_internal((level), (error), __FILE__, __LINE__, __VA_ARGS__)
+#define log_debug(...)   log_full_errno(LOG_LVL_DEBUG, 0, __VA_ARGS__)
+#define log_info(...)    log_full_errno(LOG_LVL_INFO, 0, __VA_ARGS__)
+#define log_notice(...)  log_full_errno(LOG_LVL_NOTICE, 0, __VA_ARGS__)
+#define log_warning(...) log_full_errno(LOG_LVL_WARNING, 0, __VA_ARGS__)
+#define log_error(...)   log_full_errno(LOG_LVL_ERR, 0, __VA_ARGS__)
+#define log_debug_errno(e, ...)   log_full_errno(LOG_LVL_DEBUG, (e), __VA_ARGS__)
+#define log_info_errno(e, ...)    log_full_errno(LOG_LVL_INFO, (e), __VA_ARGS__)
+#define log_warning_errno(e, ...) log_full_errno(LOG_LVL_WARNING, (e), __VA_ARGS__)
+#define log_error_errno(e, ...)   log_full_errno(LOG_LVL_ERR, (e), __VA_ARGS__)
+
+/* ---- config.c --------------------------------------------------------- */
+
+typedef enum Role {
+        ROLE_ADMIN        = 1 << 0,
+        ROLE_INTROSPECTOR = 1 << 1,
+        ROLE_HYPERVISOR   = 1 << 2,
+} Role;
+#define ROLE_ANY (ROLE_ADMIN | ROLE_INTROSPECTOR | ROLE_HYPERVISOR)
+#define N_ROLES 3
+
+struct ListenerConfig {
+        Role role;
+        const char *name;          /* "admin", section name and fd name */
+        char *socket_path;
+        mode_t mode;
+        char *group;               /* NULL: keep the daemon's gid */
+        size_t max_message_size;
+        int max_depth;
+        size_t max_pending_calls;
+        size_t max_output_bytes;
+};
+
+struct Config {
+        char *path;                /* NULL: built-in defaults only */
+        char *runtime_dir;
+        int log_level;
+        unsigned max_connections;
+        unsigned max_connections_per_uid;
+        unsigned idle_timeout_sec;   /* 0: never */
+        unsigned write_timeout_sec;  /* peer not draining its output */
+        bool certification;          /* serve org.varlink.certification on admin */
+        ListenerConfig listeners[N_ROLES];
+};
+
+/* Build the defaults for runtime_dir, then apply the file (if path non-NULL).
+ * On error returns -EINVAL and sets *ret_error to "file:line: message". */
+int config_load(const char *path, const char *runtime_dir_override, Config **ret, char **ret_error);
+Config *config_free(Config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
+ListenerConfig *config_listener(Config *c, Role role);
+const char *role_to_string(Role role);
+
+/* ---- dispatch.c: interface tables ------------------------------------- */
+
+typedef enum ConnState {
+        CONN_STATE_ANY           = 0,
+        CONN_STATE_AUTHENTICATED = 1 << 0,
+} ConnState;
+
+typedef int (*MethodHandler)(Call *call, struct json_object *parameters, void *userdata);
+
+typedef struct MethodEntry {
+        const char *name;          /* "GetStatus" */
+        MethodHandler handler;
+        unsigned roles;            /* Role mask allowed to call it */
+        unsigned state;            /* ConnState bits required */
+        bool needs_more;           /* refuse without "more": ExpectedMore */
+} MethodEntry;
+
+typedef struct InterfaceTable {
+        const char *name;          /* "io.kvmid.Admin" */
+        const MethodEntry *methods;
+        size_t n_methods;
+        unsigned roles;            /* listeners that serve this interface */
+} InterfaceTable;
+
+typedef struct Dispatch Dispatch;
+
+/* Parse the embedded IDL and bind the tables. Every table method must exist
+ * in its IDL; every IDL method must have a table entry (else start fails). */
+int dispatch_new(Dispatch **ret);
+Dispatch *dispatch_free(Dispatch *d);
+int dispatch_add(Dispatch *d, const InterfaceTable *table, void *userdata);
+const VarlinkInterface *dispatch_find_interface(const Dispatch *d, const char *name);
+/* Interfaces served to a role, in registration order. */
+size_t dispatch_interfaces(const Dispatch *d, Role role, const char **ret_names, size_t max);
+/* Run one call: method lookup, role/state checks, parameter validation,
+ * handler.  Always leads to exactly one final reply unless oneway. */
+void dispatch_call(Dispatch *d, Call *call);
+
+/* ---- conn.c: connections and calls ------------------------------------ */
+
+/* A call in flight.  Handlers reply synchronously or keep a reference and
+ * reply later (streams); if the connection goes away first, replies are
+ * dropped and call_is_alive() turns false. */
+const char *call_method(const Call *call);
+bool call_wants_more(const Call *call);
+bool call_is_oneway(const Call *call);
+bool call_is_alive(const Call *call);
+Conn *call_conn(const Call *call);
+Call *call_ref(Call *call);
+Call *call_unref(Call *call);
+/* Register fn to run if the connection closes before the final reply. */
+void call_set_abort_handler(Call *call, void (*fn)(Call *call, void *userdata), void *userdata);
+
+/* Replies take ownership of parameters (may be NULL for {}).  call_reply
+ * ends the call; call_reply_more sends continues:true (only valid when the
+ * call asked for more). Return 0 or -errno (-ENOBUFS: peer's queue full). */
+int call_reply(Call *call, struct json_object *parameters);
+int call_reply_more(Call *call, struct json_object *parameters);
+int call_reply_error(Call *call, const char *error, struct json_object *parameters);
+int call_reply_invalid_parameter(Call *call, const char *parameter);
+/* Queue an already-encoded reply blob (shared by many calls: fan-out). */
+int call_reply_blob(Call *call, VarlinkBlob *blob, bool final);
+
+Role conn_role(const Conn *c);
+uid_t conn_uid(const Conn *c);
+gid_t conn_gid(const Conn *c);
+pid_t conn_pid(const Conn *c);
+unsigned conn_state(const Conn *c);
+void conn_set_state(Conn *c, unsigned state);
+uint64_t conn_id(const Conn *c);
+/* Per-connection data owned by a module (freed via destroy on close). */
+void *conn_get_data(const Conn *c, const char *key);
+int conn_set_data(Conn *c, const char *key, void *data, void (*destroy)(void *));
+
+/* ---- server.c --------------------------------------------------------- */
+
+typedef struct ListenerStats {
+        uint64_t accepted, rejected, active;
+        uint64_t calls, replies, errors, bytes_in, bytes_out;
+} ListenerStats;
+
+struct Server {
+        struct event_base *base;
+        Config *config;
+        Dispatch *dispatch;
+        uint64_t start_usec;          /* CLOCK_MONOTONIC */
+        unsigned n_connections;
+        ListenerStats stats[N_ROLES];
+        /* private to server.c/conn.c */
+        Listener *listeners[N_ROLES];
+        struct ServerUid *uids;
+        bool stopping;
+        /* module state */
+        struct Certification *certification;
+};
+
+int server_new(struct event_base *base, Config *config, Server **ret);
+Server *server_free(Server *s);
+int server_start(Server *s);     /* bind or adopt listeners */
+/* Apply a reloaded config (limits, log level); listener paths need a restart. */
+void server_apply_config(Server *s, Config *c);
+/* Stop accepting, flush replies (bounded), close everything. */
+void server_stop(Server *s);
+uint64_t now_usec(clockid_t clock);
+
+/* ---- interface modules: each exports its table --------------------------- */
+
+extern const InterfaceTable service_interface;        /* org.varlink.service */
+extern const InterfaceTable admin_interface;          /* io.kvmid.Admin */
+extern const InterfaceTable introspector_interface;   /* io.kvmid.Introspector */
+extern const InterfaceTable hypervisor_interface;     /* io.kvmid.Hypervisor */
+extern const InterfaceTable certification_interface;  /* org.varlink.certification */
+
+/* certification.c: per-client test progress, userdata of its table. */
+typedef struct Certification Certification;
+int certification_new(Certification **ret);
+Certification *certification_free(Certification *c);
