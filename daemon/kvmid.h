@@ -8,7 +8,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <event2/event.h>
 #include <json-c/json.h>
 
@@ -22,6 +24,7 @@ typedef struct Server Server;
 typedef struct Listener Listener;
 typedef struct Conn Conn;
 typedef struct Call Call;
+typedef struct ListenerStats ListenerStats;
 
 /* ---- log.c ------------------------------------------------------------ */
 
@@ -30,6 +33,8 @@ enum { LOG_LVL_ERR = 3, LOG_LVL_WARNING = 4, LOG_LVL_NOTICE = 5, LOG_LVL_INFO = 
 
 void log_setup(int max_level);
 void log_set_max_level(int level);
+/* After detaching from the terminal: log through the journal instead. */
+void log_to_journal(void);
 int log_get_max_level(void);
 int log_level_from_string(const char *s);
 const char *log_level_to_string(int level);
@@ -126,7 +131,10 @@ const VarlinkInterface *dispatch_find_interface(const Dispatch *d, const char *n
 size_t dispatch_interfaces(const Dispatch *d, Role role, const char **ret_names, size_t max);
 /* Run one call: method lookup, role/state checks, parameter validation,
  * handler.  Always leads to exactly one final reply unless oneway. */
-void dispatch_call(Dispatch *d, Call *call);
+void dispatch_call(Dispatch *d, Call *call, struct json_object *parameters);
+/* With reply validation on (tests), abort on a reply that breaks the IDL. */
+void dispatch_check_reply(Dispatch *d, const VarlinkMethod *method, const char *error, struct json_object *parameters);
+void dispatch_set_validate_replies(Dispatch *d, bool b);
 
 /* ---- conn.c: connections and calls ------------------------------------ */
 
@@ -136,6 +144,7 @@ void dispatch_call(Dispatch *d, Call *call);
 const char *call_method(const Call *call);
 bool call_wants_more(const Call *call);
 bool call_is_oneway(const Call *call);
+bool call_wants_upgrade(const Call *call);
 bool call_is_alive(const Call *call);
 Conn *call_conn(const Call *call);
 Call *call_ref(Call *call);
@@ -164,12 +173,46 @@ uint64_t conn_id(const Conn *c);
 void *conn_get_data(const Conn *c, const char *key);
 int conn_set_data(Conn *c, const char *key, void *data, void (*destroy)(void *));
 
+/* private to conn.c / server.c */
+struct Conn {
+        Server *server;
+        Listener *listener;
+        Conn *prev, *next;           /* server's list */
+        Role role;
+        uint64_t id;
+        int fd;
+        struct ucred cred;
+        ListenerConfig limits;       /* copied at accept: reloads affect new connections */
+        ListenerStats *stats;
+        VarlinkReader *reader;
+        VarlinkOutQueue *outq;
+        struct event *ev_read, *ev_write, *ev_timer, *ev_process;
+        short read_what;
+        bool write_armed;
+        Call *current;               /* the one call in flight; calls run in order */
+        size_t pending_msgs;         /* complete messages waiting behind it */
+        unsigned state;
+        bool read_eof, closing, dead;
+        uint64_t activity_usec, write_since_usec;
+        struct ConnData *data;
+};
+int conn_new(Server *s, Listener *l, int fd, const struct ucred *cred, const ListenerConfig *limits,
+             ListenerStats *stats, Conn **ret);
+void conn_free(Conn *c);
+void conn_close(Conn *c);
+void conn_begin_shutdown(Conn *c);
+void conn_fail_limit(Conn *c, const char *limit, uint64_t max);
+void conn_on_read(evutil_socket_t fd, short what, void *userdata);
+void conn_arm_timer(Conn *c, uint64_t deadline_usec);
+void call_set_idl(Call *call, const VarlinkMethod *idl);
+void server_conn_closed(Server *s, Conn *c);
+
 /* ---- server.c --------------------------------------------------------- */
 
-typedef struct ListenerStats {
+struct ListenerStats {
         uint64_t accepted, rejected, active;
         uint64_t calls, replies, errors, bytes_in, bytes_out;
-} ListenerStats;
+};
 
 struct Server {
         struct event_base *base;
@@ -181,6 +224,10 @@ struct Server {
         /* private to server.c/conn.c */
         Listener *listeners[N_ROLES];
         struct ServerUid *uids;
+        Conn *conns;
+        Conn *graveyard;             /* closed, freed from the loop */
+        struct event *ev_reap;
+        uint64_t next_conn_id;
         bool stopping;
         /* module state */
         struct Certification *certification;
@@ -193,14 +240,15 @@ int server_start(Server *s);     /* bind or adopt listeners */
 void server_apply_config(Server *s, Config *c);
 /* Stop accepting, flush replies (bounded), close everything. */
 void server_stop(Server *s);
+const char *server_listener_path(const Server *s, Role role);
 uint64_t now_usec(clockid_t clock);
 
 /* ---- interface modules: each exports its table --------------------------- */
 
 extern const InterfaceTable service_interface;        /* org.varlink.service */
+extern const InterfaceTable kvmid_errors_interface;   /* io.kvmid: shared errors */
 extern const InterfaceTable admin_interface;          /* io.kvmid.Admin */
 extern const InterfaceTable introspector_interface;   /* io.kvmid.Introspector */
-extern const InterfaceTable hypervisor_interface;     /* io.kvmid.Hypervisor */
 extern const InterfaceTable certification_interface;  /* org.varlink.certification */
 
 /* certification.c: per-client test progress, userdata of its table. */

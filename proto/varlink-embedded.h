@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The proto/*.varlink files, compiled in (generated at build time). */
+/* The proto/ .varlink files, compiled in (generated at build time). */
 
 typedef struct VarlinkEmbeddedIDL {
         const char *filename;

@@ -70,8 +70,7 @@ size_t varlink_outq_count(const VarlinkOutQueue *q);
 
 /* Parse one message: must be exactly one JSON object (no trailing bytes
  * other than whitespace), valid UTF-8, nesting <= max_depth.  On failure
- * returns -EBADMSG (syntax/UTF-8/trailing data), -ELOOP (too deep) or
- * and never sets *ret. */
+ * returns -EBADMSG (syntax/UTF-8/trailing data), -ELOOP (too deep) or -ENOMEM, and never sets *ret. */
 int varlink_message_parse(const char *msg, size_t len, int max_depth, struct json_object **ret);
 
 typedef enum VarlinkCallFlags {

@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* kvmictl: the operator's command line for kvmid. */
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kvmictl.h"
+#include "varlink-client.h"
+
+#define DEFAULT_SOCKET RUNSTATEDIR "/kvmid/io.kvmid.Admin"
+
+typedef enum JsonMode { JSON_OFF, JSON_PRETTY, JSON_SHORT } JsonMode;
+
+typedef struct Ctx {
+        const char *socket;
+        JsonMode json;
+        bool legend;
+        unsigned timeout_sec;
+        bool more, oneway;
+        VarlinkClient *client;
+} Ctx;
+
+typedef struct Verb {
+        const char *name;
+        int min_args, max_args;         /* after the verb */
+        int (*run)(Ctx *ctx, int argc, char **argv);
+        bool call_options;              /* accepts --more / --oneway */
+} Verb;
+
+static int errorf(int code, const char *fmt, ...) _printf_(2, 3);
+static int errorf(int code, const char *fmt, ...) {
+        va_list ap;
+
+        fputs("kvmictl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return code;
+}
+
+static int exit_code_for_error(const char *error) {
+        if (streq(error, "org.varlink.service.PermissionDenied"))
+                return EXIT_DENIED;
+        if (streq(error, "org.varlink.service.InterfaceNotFound") ||
+            streq(error, "org.varlink.service.MethodNotFound"))
+                return EXIT_NOTFOUND;
+        return EXIT_FAIL;
+}
+
+static int connect_daemon(Ctx *ctx) {
+        int r;
+
+        if (ctx->client)
+                return 0;
+        r = varlink_client_connect(ctx->socket, &ctx->client);
+        if (r < 0)
+                return errorf(r == -ENOENT || r == -ECONNREFUSED ? EXIT_NOTFOUND : r == -EACCES ? EXIT_DENIED : EXIT_FAIL,
+                              "cannot connect to \"%s\": %s%s", ctx->socket, strerror(-r),
+                              r == -ENOENT || r == -ECONNREFUSED ? " (is kvmid running?)" : "");
+        varlink_client_set_timeout(ctx->client, ctx->timeout_sec * 1000U);
+        return 0;
+}
+
+static int print_json(const Ctx *ctx, struct json_object *o) {
+        int flags = JSON_C_TO_STRING_NOSLASHESCAPE |
+                    (ctx->json == JSON_SHORT ? JSON_C_TO_STRING_PLAIN : JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+
+        puts(json_object_to_json_string_ext(o, flags));
+        return fflush(stdout) == 0 ? 0 : -errno;
+}
+
+static void print_error_reply(const char *method, const char *error, struct json_object *params) {
+        fprintf(stderr, "kvmictl: %s: %s %s\n", method, error,
+                json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* One call with one reply; error replies become messages and exit codes. */
+static int call_simple(Ctx *ctx, const char *method, struct json_object *params, struct json_object **ret) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = connect_daemon(ctx);
+        if (r != 0)
+                return r;
+        r = varlink_client_call(ctx->client, method, params, &reply, &error);
+        if (r < 0)
+                return errorf(EXIT_FAIL, "%s: %s", method,
+                              r == -ETIMEDOUT ? "timed out waiting for kvmid" : strerror(-r));
+        if (error) {
+                print_error_reply(method, error, reply);
+                return exit_code_for_error(error);
+        }
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+static int64_t get_int(struct json_object *o, const char *key) {
+        return json_object_get_int64(json_object_object_get(o, key));
+}
+
+static const char *get_str(struct json_object *o, const char *key) {
+        return json_object_get_string(json_object_object_get(o, key));
+}
+
+static void format_duration(uint64_t usec, char *buf, size_t n) {
+        uint64_t s = usec / 1000000ULL;
+
+        if (s >= 86400)
+                snprintf(buf, n, "%" PRIu64 "d %" PRIu64 "h %" PRIu64 "min", s / 86400, s % 86400 / 3600, s % 3600 / 60);
+        else if (s >= 3600)
+                snprintf(buf, n, "%" PRIu64 "h %" PRIu64 "min %" PRIu64 "s", s / 3600, s % 3600 / 60, s % 60);
+        else if (s >= 60)
+                snprintf(buf, n, "%" PRIu64 "min %" PRIu64 "s", s / 60, s % 60);
+        else
+                snprintf(buf, n, "%" PRIu64 ".%03" PRIu64 "s", s, (uint64_t) (usec % 1000000ULL / 1000));
+}
+
+static int verb_status(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *st = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        struct json_object *listeners;
+        char uptime[64];
+        int r;
+
+        r = call_simple(ctx, "io.kvmid.Admin.GetStatus", NULL, &st);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, st) < 0 ? EXIT_FAIL : EXIT_OK;
+
+        format_duration((uint64_t) get_int(st, "uptime_usec"), uptime, sizeof uptime);
+        printf("    Version: %s\n", get_str(st, "version"));
+        printf("     Uptime: %s\n", uptime);
+        printf("     Config: %s\n", get_str(st, "config") ?: "(built-in defaults)");
+        printf("Connections: %" PRId64 " (limit %" PRId64 ", %" PRId64 " per uid)\n\n", get_int(st, "connections"),
+               get_int(st, "max_connections"), get_int(st, "max_connections_per_uid"));
+
+        t = table_new("LISTENER", "ACTIVE", "ACCEPTED", "REJECTED", "CALLS", "ERRORS", "IN", "OUT", "SOCKET", NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        listeners = json_object_object_get(st, "listeners");
+        for (size_t i = 0; i < json_object_array_length(listeners); i++) {
+                struct json_object *l = json_object_array_get_idx(listeners, i);
+                char num[6][24];
+                static const char *const keys[] = { "active", "accepted", "rejected", "calls", "errors", "bytes_in" };
+
+                for (size_t k = 0; k < ELEMENTSOF(keys); k++)
+                        snprintf(num[k], sizeof num[k], "%" PRId64, get_int(l, keys[k]));
+                char out[24];
+                snprintf(out, sizeof out, "%" PRId64, get_int(l, "bytes_out"));
+                if (table_add_row(t, get_str(l, "name"), num[0], num[1], num[2], num[3], num[4], num[5], out,
+                                  get_str(l, "socket")) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        table_print(t, stdout, ctx->legend, "listeners");
+        return EXIT_OK;
+}
+
+static int verb_introspect(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL, *params = NULL;
+        int r;
+
+        if (argc == 0) {
+                struct json_object *ifaces;
+
+                r = call_simple(ctx, "org.varlink.service.GetInfo", NULL, &reply);
+                if (r != 0)
+                        return r;
+                if (ctx->json != JSON_OFF)
+                        return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+                printf("    Vendor: %s\n", get_str(reply, "vendor"));
+                printf("   Product: %s\n", get_str(reply, "product"));
+                printf("   Version: %s\n", get_str(reply, "version"));
+                printf("       URL: %s\n", get_str(reply, "url"));
+                ifaces = json_object_object_get(reply, "interfaces");
+                for (size_t i = 0; i < json_object_array_length(ifaces); i++)
+                        printf("%s %s\n", i == 0 ? "Interfaces:" : "           ",
+                               json_object_get_string(json_object_array_get_idx(ifaces, i)));
+                return EXIT_OK;
+        }
+
+        params = json_object_new_object();
+        if (!params)
+                return errorf(EXIT_FAIL, "out of memory");
+        json_object_object_add(params, "interface", json_object_new_string(argv[0]));
+        r = call_simple(ctx, "org.varlink.service.GetInterfaceDescription", params, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        fputs(get_str(reply, "description"), stdout);
+        return EXIT_OK;
+}
+
+typedef struct MoreState {
+        Ctx *ctx;
+        const char *method;
+        int result;
+} MoreState;
+
+static int on_more_reply(VarlinkClient *c, const VarlinkReply *reply, void *userdata) {
+        MoreState *m = userdata;
+
+        if (reply->error) {
+                print_error_reply(m->method, reply->error, reply->parameters);
+                m->result = exit_code_for_error(reply->error);
+                return 0;
+        }
+        if (print_json(m->ctx, reply->parameters) < 0)
+                return -EPIPE;
+        return 0;
+}
+
+static int verb_call(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *params = NULL, *reply = NULL;
+        const char *method = argv[0];
+        int r;
+
+        if (!varlink_method_name_valid(method))
+                return errorf(EXIT_USAGE, "\"%s\" is not a method name (interface.Method)", method);
+        if (ctx->more && ctx->oneway)
+                return errorf(EXIT_USAGE, "--more and --oneway exclude each other");
+        if (argc > 1) {
+                enum json_tokener_error jerr;
+                params = json_tokener_parse_verbose(argv[1], &jerr);
+                if (!params || !json_object_is_type(params, json_type_object))
+                        return errorf(EXIT_USAGE, "parameters must be a JSON object: %s",
+                                      params ? "got another JSON value" : json_tokener_error_desc(jerr));
+        }
+        r = connect_daemon(ctx);
+        if (r != 0)
+                return r;
+        if (ctx->oneway) {
+                r = varlink_client_call_oneway(ctx->client, method, params);
+                return r < 0 ? errorf(EXIT_FAIL, "%s: %s", method, strerror(-r)) : EXIT_OK;
+        }
+        if (ctx->more) {
+                MoreState m = { ctx, method, EXIT_OK };
+                r = varlink_client_call_more(ctx->client, method, params, on_more_reply, &m);
+                if (r < 0)
+                        return errorf(EXIT_FAIL, "%s: %s", method,
+                                      r == -ETIMEDOUT ? "timed out waiting for kvmid" : strerror(-r));
+                return m.result;
+        }
+        r = call_simple(ctx, method, params, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json == JSON_OFF)
+                ctx->json = JSON_PRETTY;
+        return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static const Verb verbs[] = {
+        { "status", 0, 0, verb_status, false },
+        { "introspect", 0, 1, verb_introspect, false },
+        { "call", 1, 2, verb_call, true },
+};
+
+static void help(void) {
+        printf("Usage: kvmictl [OPTIONS] VERB [ARGS...]\n\n"
+               "Control and inspect kvmid.\n\n"
+               "Verbs:\n"
+               "  status                      daemon status and per-listener counters\n"
+               "  introspect [INTERFACE]      service info, or an interface's description\n"
+               "  call METHOD [JSON]          call a varlink method (--more, --oneway)\n\n"
+               "Options:\n"
+               "  -s, --socket PATH           kvmid socket (default %s, or $KVMID_SOCKET)\n"
+               "  -j, --json[=pretty|short]   print the reply parameters as JSON\n"
+               "      --no-legend             omit table headers and footers\n"
+               "  -t, --timeout SECONDS       give up waiting for kvmid (default 30, 0 = never)\n"
+               "      --more                  with call: stream replies until the last\n"
+               "      --oneway                with call: send and do not wait\n"
+               "  -V, --version               print the version\n"
+               "  -h, --help                  print this help\n\n"
+               "Exit status: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found.\n"
+               "See kvmictl(1).\n",
+               DEFAULT_SOCKET);
+}
+
+static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, int *ret_optind) {
+        enum { ARG_NO_LEGEND = 0x100, ARG_MORE, ARG_ONEWAY };
+        static const struct option longopts[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "json", optional_argument, NULL, 'j' },
+                { "no-legend", no_argument, NULL, ARG_NO_LEGEND },
+                { "timeout", required_argument, NULL, 't' },
+                { "more", no_argument, NULL, ARG_MORE },
+                { "oneway", no_argument, NULL, ARG_ONEWAY },
+                { "version", no_argument, NULL, 'V' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const Verb *verb = NULL;
+        char *end;
+        int c, nargs;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "s:jt:Vh", longopts, NULL)) >= 0)
+                switch (c) {
+                case 's':
+                        ctx->socket = optarg;
+                        break;
+                case 'j':
+                        if (!optarg || streq(optarg, "pretty"))
+                                ctx->json = JSON_PRETTY;
+                        else if (streq(optarg, "short"))
+                                ctx->json = JSON_SHORT;
+                        else
+                                return errorf(EXIT_USAGE, "--json takes pretty or short, not \"%s\"", optarg);
+                        break;
+                case ARG_NO_LEGEND:
+                        ctx->legend = false;
+                        break;
+                case 't':
+                        errno = 0;
+                        unsigned long t = strtoul(optarg, &end, 10);
+                        if (errno || *end || !*optarg || t > 86400)
+                                return errorf(EXIT_USAGE, "--timeout takes seconds from 0 to 86400, not \"%s\"", optarg);
+                        ctx->timeout_sec = (unsigned) t;
+                        break;
+                case ARG_MORE:
+                        ctx->more = true;
+                        break;
+                case ARG_ONEWAY:
+                        ctx->oneway = true;
+                        break;
+                case 'V':
+                        printf("kvmictl %s\n", PACKAGE_VERSION);
+                        return -1;
+                case 'h':
+                        help();
+                        return -1;
+                case ':':
+                        return errorf(EXIT_USAGE, "option \"%s\" needs an argument", argv[optind - 1]);
+                default:
+                        return errorf(EXIT_USAGE, "unknown option \"%s\" (see kvmictl --help)", argv[optind - 1]);
+                }
+
+        if (optind >= argc)
+                return errorf(EXIT_USAGE, "no verb given (see kvmictl --help)");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verbs[i].name, argv[optind]))
+                        verb = &verbs[i];
+        if (!verb)
+                return errorf(EXIT_USAGE, "unknown verb \"%s\" (see kvmictl --help)", argv[optind]);
+        nargs = argc - optind - 1;
+        if (nargs < verb->min_args || nargs > verb->max_args)
+                return errorf(EXIT_USAGE, "%s takes %s%d argument%s, got %d", verb->name,
+                              verb->min_args == verb->max_args ? "" : nargs < verb->min_args ? "at least " : "at most ",
+                              nargs < verb->min_args ? verb->min_args : verb->max_args,
+                              (nargs < verb->min_args ? verb->min_args : verb->max_args) == 1 ? "" : "s", nargs);
+        if ((ctx->more || ctx->oneway) && !verb->call_options)
+                return errorf(EXIT_USAGE, "--more and --oneway only go with call");
+        *ret_verb = verb;
+        *ret_optind = optind + 1;
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        Ctx ctx = { .legend = true, .timeout_sec = 30 };
+        const Verb *verb = NULL;
+        int r, first = 0;
+
+        ctx.socket = getenv("KVMID_SOCKET") ?: DEFAULT_SOCKET;
+        r = parse_argv(argc, argv, &ctx, &verb, &first);
+        if (r != 0)
+                return r < 0 ? EXIT_OK : r;
+        r = verb->run(&ctx, argc - first, argv + first);
+        varlink_client_free(ctx.client);
+        return r;
+}

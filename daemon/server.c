@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Listeners: bind (or adopt from systemd), accept with connection limits,
+ * and the list of live connections. */
+
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+
+#include "kvmid.h"
+
+/* How long to stop accepting after EMFILE/ENFILE: long enough for
+ * connections to go away, short enough to be invisible to clients. */
+#define ACCEPT_PAUSE_USEC 100000
+
+struct Listener {
+        Server *server;
+        Role role;
+        int fd;
+        char *path;                  /* unlinked at stop if we bound it */
+        bool owned;
+        struct event *ev_accept, *ev_resume;
+};
+
+typedef struct ServerUid {
+        uid_t uid;
+        unsigned count;
+        struct ServerUid *next;
+} ServerUid;
+
+uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static size_t role_index(Role role) {
+        for (size_t i = 0; i < N_ROLES; i++)
+                if ((Role) (1U << i) == role)
+                        return i;
+        return 0;
+}
+
+static ServerUid **uid_slot(Server *s, uid_t uid) {
+        ServerUid **p;
+
+        for (p = &s->uids; *p; p = &(*p)->next)
+                if ((*p)->uid == uid)
+                        break;
+        return p;
+}
+
+static int uid_acquire(Server *s, uid_t uid) {
+        ServerUid **p = uid_slot(s, uid);
+
+        if (!*p) {
+                *p = calloc(1, sizeof **p);
+                if (!*p)
+                        return -ENOMEM;
+                (*p)->uid = uid;
+        }
+        if ((*p)->count >= s->config->max_connections_per_uid)
+                return -EUSERS;
+        (*p)->count++;
+        return 0;
+}
+
+static void uid_release(Server *s, uid_t uid) {
+        ServerUid **p = uid_slot(s, uid), *u = *p;
+
+        if (!u)
+                return;
+        if (--u->count == 0) {
+                *p = u->next;
+                free(u);
+        }
+}
+
+static void server_on_reap(evutil_socket_t fd, short what, void *userdata) {
+        Server *s = userdata;
+
+        while (s->graveyard) {
+                Conn *c = s->graveyard;
+                s->graveyard = c->next;
+                conn_free(c);
+        }
+        if (s->stopping && !s->conns)
+                event_base_loopexit(s->base, NULL);
+}
+
+void server_conn_closed(Server *s, Conn *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = NULL;
+        c->next = s->graveyard;
+        s->graveyard = c;
+
+        s->stats[role_index(c->role)].active--;
+        s->n_connections--;
+        uid_release(s, c->cred.uid);
+        event_active(s->ev_reap, 0, 0);
+}
+
+/* A refused peer still gets a varlink error naming the limit, written
+ * best-effort on the fresh socket (its buffer is empty, so it fits). */
+static void refuse(int fd, const char *limit, unsigned max) {
+        char buf[256];
+        int n = snprintf(buf, sizeof buf,
+                         "{\"parameters\":{\"limit\":\"%s\",\"max\":%u},\"error\":\"io.kvmid.LimitExceeded\"}",
+                         limit, max);
+
+        (void) send(fd, buf, (size_t) n + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void listener_on_resume(evutil_socket_t fd, short what, void *userdata) {
+        Listener *l = userdata;
+
+        event_add(l->ev_accept, NULL);
+}
+
+static void listener_on_accept(evutil_socket_t lfd, short what, void *userdata) {
+        Listener *l = userdata;
+        Server *s = l->server;
+        ListenerStats *st = &s->stats[role_index(l->role)];
+        const ListenerConfig *lc = config_listener(s->config, l->role);
+
+        /* Bounded batch so one busy listener cannot starve the loop. */
+        for (int i = 0; i < 64; i++) {
+                _cleanup_close_ int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                struct ucred cred;
+                socklen_t len = sizeof cred;
+                Conn *c;
+                int r;
+
+                if (fd < 0) {
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                struct timeval tv = { .tv_usec = ACCEPT_PAUSE_USEC };
+                                log_warning_errno(errno, "%s listener: cannot accept (%m), pausing for %ums",
+                                                  role_to_string(l->role), ACCEPT_PAUSE_USEC / 1000);
+                                event_del(l->ev_accept);
+                                evtimer_add(l->ev_resume, &tv);
+                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(errno, "%s listener: accept failed: %m", role_to_string(l->role));
+                        return;
+                }
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                        log_warning_errno(errno, "%s listener: SO_PEERCRED failed: %m", role_to_string(l->role));
+                        st->rejected++;
+                        continue;
+                }
+                if (s->stopping) {
+                        st->rejected++;
+                        continue;
+                }
+                if (s->n_connections >= s->config->max_connections) {
+                        log_warning("%s listener: %u connections open, refusing uid %u",
+                                    role_to_string(l->role), s->n_connections, (unsigned) cred.uid);
+                        refuse(fd, "max-connections", s->config->max_connections);
+                        st->rejected++;
+                        continue;
+                }
+                r = uid_acquire(s, cred.uid);
+                if (r < 0) {
+                        if (r == -EUSERS) {
+                                log_warning("%s listener: uid %u has %u connections, refusing",
+                                            role_to_string(l->role), (unsigned) cred.uid,
+                                            s->config->max_connections_per_uid);
+                                refuse(fd, "max-connections-per-uid", s->config->max_connections_per_uid);
+                        }
+                        st->rejected++;
+                        continue;
+                }
+                r = conn_new(s, l, fd, &cred, lc, st, &c);
+                if (r < 0) {
+                        uid_release(s, cred.uid);
+                        st->rejected++;
+                        continue;
+                }
+                TAKE_FD(fd);
+                c->id = ++s->next_conn_id;
+                c->next = s->conns;
+                if (s->conns)
+                        s->conns->prev = c;
+                s->conns = c;
+                s->n_connections++;
+                st->accepted++;
+                st->active++;
+                log_debug("%s listener: connection %" PRIu64 " from uid %u pid %d", role_to_string(l->role),
+                          c->id, (unsigned) cred.uid, (int) cred.pid);
+        }
+}
+
+static Listener *listener_free(Listener *l) {
+        if (!l)
+                return NULL;
+        if (l->ev_accept)
+                event_free(l->ev_accept);
+        if (l->ev_resume)
+                event_free(l->ev_resume);
+        if (l->owned && l->path)
+                (void) unlink(l->path);
+        safe_close(l->fd);
+        free(l->path);
+        free(l);
+        return NULL;
+}
+
+static int mkdir_parents(const char *path) {
+        _cleanup_free_ char *p = strdup(path);
+        char *slash;
+
+        if (!p)
+                return -ENOMEM;
+        slash = strrchr(p, '/');
+        if (!slash || slash == p)
+                return 0;
+        *slash = '\0';
+        for (char *q = p + 1; *q; q++) {
+                if (*q != '/')
+                        continue;
+                *q = '\0';
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return negative_errno();
+                *q = '/';
+        }
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+/* A socket file that nobody answers on is left over from a crash; one that
+ * answers belongs to a running instance, which we must not steal from. */
+static int remove_stale_socket(const struct sockaddr_un *sa, socklen_t salen) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct stat st;
+
+        if (lstat(sa->sun_path, &st) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (const struct sockaddr *) sa, salen) == 0)
+                return -EADDRINUSE;
+        if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}
+
+static int listener_bind(const ListenerConfig *lc, int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        socklen_t salen;
+        int r;
+
+        if (strlen(lc->socket_path) >= sizeof sa.sun_path)
+                return log_error_errno(ENAMETOOLONG, "%s listener: socket path \"%s\" is too long",
+                                       lc->name, lc->socket_path);
+        strcpy(sa.sun_path, lc->socket_path);
+        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(sa.sun_path) + 1);
+
+        r = mkdir_parents(lc->socket_path);
+        if (r < 0)
+                return log_error_errno(r, "%s listener: cannot create the directory of \"%s\": %m",
+                                       lc->name, lc->socket_path);
+        r = remove_stale_socket(&sa, salen);
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "%s listener: \"%s\" is in use by a running process (another kvmid?)",
+                                       lc->name, lc->socket_path);
+        if (r < 0)
+                return log_error_errno(r, "%s listener: cannot replace \"%s\": %m", lc->name, lc->socket_path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "%s listener: socket() failed: %m", lc->name);
+        if (bind(fd, (struct sockaddr *) &sa, salen) < 0)
+                return log_error_errno(errno, "%s listener: cannot bind \"%s\": %m", lc->name, lc->socket_path);
+        /* Mode and group are the access control of admin and hypervisor. */
+        if (chmod(lc->socket_path, lc->mode) < 0) {
+                r = log_error_errno(errno, "%s listener: chmod \"%s\": %m", lc->name, lc->socket_path);
+                (void) unlink(lc->socket_path);
+                return r;
+        }
+        if (lc->group && *lc->group) {
+                struct group *g = getgrnam(lc->group);
+                if (!g)
+                        log_warning("%s listener: group \"%s\" does not exist, \"%s\" keeps group %u",
+                                    lc->name, lc->group, lc->socket_path, (unsigned) getegid());
+                else if (chown(lc->socket_path, (uid_t) -1, g->gr_gid) < 0)
+                        log_warning_errno(errno, "%s listener: cannot give \"%s\" to group \"%s\": %m",
+                                          lc->name, lc->socket_path, lc->group);
+        }
+        if (listen(fd, SOMAXCONN) < 0) {
+                r = log_error_errno(errno, "%s listener: listen failed: %m", lc->name);
+                (void) unlink(lc->socket_path);
+                return r;
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int listener_new(Server *s, const ListenerConfig *lc, int fd, bool owned, Listener **ret) {
+        Listener *l = calloc(1, sizeof *l);
+
+        if (!l)
+                return -ENOMEM;
+        l->server = s;
+        l->role = lc->role;
+        l->fd = fd;
+        l->owned = owned;
+        l->path = strdup(lc->socket_path);
+        l->ev_accept = event_new(s->base, fd, EV_READ | EV_PERSIST, listener_on_accept, l);
+        l->ev_resume = evtimer_new(s->base, listener_on_resume, l);
+        if (!l->path || !l->ev_accept || !l->ev_resume) {
+                l->fd = -EBADF;
+                listener_free(l);
+                return -ENOMEM;
+        }
+        (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        event_add(l->ev_accept, NULL);
+        *ret = l;
+        return 0;
+}
+
+int server_new(struct event_base *base, Config *config, Server **ret) {
+        _cleanup_free_ Server *s = calloc(1, sizeof *s);
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->base = base;
+        s->config = config;
+        s->start_usec = now_usec(CLOCK_MONOTONIC);
+        s->ev_reap = event_new(base, -1, 0, server_on_reap, s);
+        if (!s->ev_reap)
+                return -ENOMEM;
+        r = dispatch_new(&s->dispatch);
+        if (r < 0) {
+                event_free(s->ev_reap);
+                return r;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+Server *server_free(Server *s) {
+        if (!s)
+                return NULL;
+        while (s->conns)
+                conn_close(s->conns);
+        server_on_reap(-1, 0, s);
+        for (size_t i = 0; i < N_ROLES; i++)
+                listener_free(s->listeners[i]);
+        while (s->uids) {
+                ServerUid *u = s->uids;
+                s->uids = u->next;
+                free(u);
+        }
+        event_free(s->ev_reap);
+        dispatch_free(s->dispatch);
+        certification_free(s->certification);
+        config_free(s->config);
+        free(s);
+        return NULL;
+}
+
+/* Take what systemd passed (FileDescriptorName= admin, introspector,
+ * hypervisor), bind the rest ourselves. */
+int server_start(Server *s) {
+        char **names = NULL;
+        int n, r;
+
+        n = sd_listen_fds_with_names(true, &names);
+        if (n < 0)
+                log_warning_errno(n, "cannot read socket-activation fds: %m");
+        for (int i = 0; i < MAX(n, 0); i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                bool used = false;
+
+                for (size_t k = 0; k < N_ROLES; k++) {
+                        ListenerConfig *lc = &s->config->listeners[k];
+                        if (!names || !streq(names[i], lc->name) || s->listeners[k])
+                                continue;
+                        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+                                log_error("socket-activation fd \"%s\" is not a listening Unix stream socket", names[i]);
+                                break;
+                        }
+                        r = listener_new(s, lc, fd, false, &s->listeners[k]);
+                        if (r < 0)
+                                return r;
+                        log_info("%s listener: using socket passed by systemd", lc->name);
+                        used = true;
+                        break;
+                }
+                if (!used) {
+                        log_warning("ignoring socket-activation fd \"%s\"", names ? names[i] : "?");
+                        safe_close(fd);
+                }
+        }
+        if (names) {
+                for (int i = 0; i < n; i++)
+                        free(names[i]);
+                free(names);
+        }
+
+        for (size_t k = 0; k < N_ROLES; k++) {
+                ListenerConfig *lc = &s->config->listeners[k];
+                int fd;
+
+                if (s->listeners[k])
+                        continue;
+                r = listener_bind(lc, &fd);
+                if (r < 0)
+                        return r;
+                r = listener_new(s, lc, fd, true, &s->listeners[k]);
+                if (r < 0) {
+                        (void) unlink(lc->socket_path);
+                        safe_close(fd);
+                        return r;
+                }
+                log_info("%s listener on \"%s\"", lc->name, lc->socket_path);
+        }
+        return 0;
+}
+
+void server_apply_config(Server *s, Config *c) {
+        for (size_t k = 0; k < N_ROLES; k++)
+                if (!streq(s->config->listeners[k].socket_path, c->listeners[k].socket_path))
+                        log_warning("%s listener: socket path change to \"%s\" needs a restart, still on \"%s\"",
+                                    c->listeners[k].name, c->listeners[k].socket_path,
+                                    s->config->listeners[k].socket_path);
+        log_set_max_level(c->log_level);
+        config_free(s->config);
+        s->config = c;
+}
+
+void server_stop(Server *s) {
+        s->stopping = true;
+        for (size_t k = 0; k < N_ROLES; k++)
+                s->listeners[k] = listener_free(s->listeners[k]);
+        for (Conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                conn_begin_shutdown(c);
+        }
+        event_active(s->ev_reap, 0, 0);
+}
+
+const char *server_listener_path(const Server *s, Role role) {
+        const Listener *l = s->listeners[role_index(role)];
+
+        return l ? l->path : config_listener(s->config, role)->socket_path;
+}
