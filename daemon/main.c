@@ -279,6 +279,13 @@ int main(int argc, char **argv) {
         }
 
         event_base_dispatch(d.base);
+        /* Freeing the signal events restores the default actions: a second
+         * SIGTERM during teardown must not turn a clean exit into a kill. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        (void) sigprocmask(SIG_BLOCK, &mask, NULL);
         daemon_done(&d);
         log_info("stopped");
         return EXIT_SUCCESS;
