@@ -20,6 +20,7 @@ suite() { # name dir configure-args...
     grep -E '^(FAIL|ERROR)' "$dir/check.out" || tail -n 30 "$dir/check.out"
   fi
   grep -E '^# (TOTAL|PASS|SKIP|FAIL|ERROR)' "$dir/check.out" | sed "s/^/  /"
+  grep -E '^SKIP' "$dir/check.out" | sed "s/^/  /"
 }
 
 suite "plain build" "$top/build"
