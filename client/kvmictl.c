@@ -25,6 +25,8 @@ typedef struct Ctx {
 
 typedef struct Verb {
         const char *name;
+        const char *usage;              /* arguments, for --help */
+        const char *help;
         int min_args, max_args;         /* after the verb */
         int (*run)(Ctx *ctx, int argc, char **argv);
         bool call_options;              /* accepts --more / --oneway */
@@ -45,8 +47,9 @@ static int errorf(int code, const char *fmt, ...) {
 static int exit_code_for_error(const char *error) {
         if (streq(error, "org.varlink.service.PermissionDenied"))
                 return EXIT_DENIED;
-        if (streq(error, "org.varlink.service.InterfaceNotFound") ||
-            streq(error, "org.varlink.service.MethodNotFound"))
+        size_t n = strlen(error);
+        /* InterfaceNotFound, MethodNotFound, DomainNotFound, ... */
+        if (n >= 8 && streq(error + n - 8, "NotFound"))
                 return EXIT_NOTFOUND;
         return EXIT_FAIL;
 }
@@ -137,8 +140,11 @@ static int verb_status(Ctx *ctx, int argc, char **argv) {
         printf("    Version: %s\n", get_str(st, "version"));
         printf("     Uptime: %s\n", uptime);
         printf("     Config: %s\n", get_str(st, "config") ?: "(built-in defaults)");
-        printf("Connections: %" PRId64 " (limit %" PRId64 ", %" PRId64 " per uid)\n\n", get_int(st, "connections"),
+        printf("Connections: %" PRId64 " (limit %" PRId64 ", %" PRId64 " per uid)\n", get_int(st, "connections"),
                get_int(st, "max_connections"), get_int(st, "max_connections_per_uid"));
+        printf("    Domains: %" PRId64 " known, %" PRId64 " with a ready KVMI channel\n", get_int(st, "domains"),
+               get_int(st, "domains_ready"));
+        printf("       KVMI: %s (%" PRId64 " channels)\n\n", get_str(st, "kvmi_socket"), get_int(st, "kvmi_channels"));
 
         t = table_new("LISTENER", "ACTIVE", "ACCEPTED", "REJECTED", "CALLS", "ERRORS", "IN", "OUT", "SOCKET", NULL);
         if (!t)
@@ -255,20 +261,156 @@ static int verb_call(Ctx *ctx, int argc, char **argv) {
         return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
 }
 
+static void format_count(char *buf, size_t n, int64_t v) {
+        snprintf(buf, n, "%" PRId64, v);
+}
+
+/* "12.3us" from nanoseconds; "-" when there is no sample. */
+static void format_ns(char *buf, size_t n, int64_t ns, bool any) {
+        if (!any)
+                snprintf(buf, n, "-");
+        else if (ns < 10000)
+                snprintf(buf, n, "%" PRId64 "ns", ns);
+        else if (ns < 10000000)
+                snprintf(buf, n, "%.1fus", (double) ns / 1e3);
+        else
+                snprintf(buf, n, "%.1fms", (double) ns / 1e6);
+}
+
+static int verb_domains(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        struct json_object *list;
+        int r;
+
+        r = call_simple(ctx, "io.kvmid.Admin.ListDomains", NULL, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        t = table_new("NAME", "ROLE", "KVMI", "VERSION", "VCPUS", "EVENTS", "REQUESTS", "ACK-P50", "ACK-P99", "UUID",
+                      NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        list = json_object_object_get(reply, "domains");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *d = json_object_array_get_idx(list, i);
+                struct json_object *lat = json_object_object_get(d, "ack_latency");
+                bool any = get_int(lat, "count") > 0;
+                char ver[16], vcpus[16], ev[24], req[24], p50[24], p99[24];
+
+                if (get_int(d, "kvmi_version"))
+                        format_count(ver, sizeof ver, get_int(d, "kvmi_version"));
+                else
+                        snprintf(ver, sizeof ver, "-");
+                format_count(vcpus, sizeof vcpus, get_int(d, "vcpus"));
+                format_count(ev, sizeof ev, get_int(d, "events_received"));
+                format_count(req, sizeof req, get_int(d, "guest_requests"));
+                format_ns(p50, sizeof p50, get_int(lat, "p50_ns"), any);
+                format_ns(p99, sizeof p99, get_int(lat, "p99_ns"), any);
+                if (table_add_row(t, get_str(d, "name"), get_str(d, "role"), get_str(d, "kvmi"), ver,
+                                  vcpus, ev, req, p50, p99, get_str(d, "uuid")) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        table_print(t, stdout, ctx->legend, "domains");
+        return EXIT_OK;
+}
+
+static void print_names(const char *label, struct json_object *a) {
+        printf("%s", label);
+        if (json_object_array_length(a) == 0)
+                printf(" -");
+        for (size_t i = 0; i < json_object_array_length(a); i++)
+                printf(" %s", json_object_get_string(json_object_array_get_idx(a, i)));
+        printf("\n");
+}
+
+static int verb_domain(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL, *params = json_object_new_object();
+        struct json_object *d, *lat, *recent;
+        char p50[24], p99[24], max[24];
+        int r;
+
+        if (!params)
+                return errorf(EXIT_FAIL, "out of memory");
+        json_object_object_add(params, "domain", json_object_new_string(argv[0]));
+        r = call_simple(ctx, "io.kvmid.Admin.GetDomain", params, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        d = json_object_object_get(reply, "domain");
+        lat = json_object_object_get(d, "ack_latency");
+        format_ns(p50, sizeof p50, get_int(lat, "p50_ns"), get_int(lat, "count") > 0);
+        format_ns(p99, sizeof p99, get_int(lat, "p99_ns"), get_int(lat, "count") > 0);
+        format_ns(max, sizeof max, get_int(lat, "max_ns"), get_int(lat, "count") > 0);
+        printf("          Name: %s\n", get_str(d, "name"));
+        printf("          UUID: %s\n", get_str(d, "uuid"));
+        printf("          Role: %s\n", get_str(d, "role"));
+        printf("        Cookie: %s\n", get_str(d, "cookie") ?: "(none configured: handshakes are refused)");
+        printf("          KVMI: %s", get_str(d, "kvmi"));
+        if (get_int(d, "kvmi_version"))
+                printf(", version %" PRId64 ", %" PRId64 " vCPUs, max message %" PRId64 " bytes",
+                       get_int(d, "kvmi_version"), get_int(d, "vcpus"), get_int(d, "max_message_size"));
+        printf("\n");
+        if (get_str(d, "qemu_name"))
+                printf("     QEMU name: %s\n", get_str(d, "qemu_name"));
+        print_names("      Commands:", json_object_object_get(d, "commands"));
+        print_names("        Events:", json_object_object_get(d, "events"));
+        print_names("       Enabled:", json_object_object_get(d, "enabled"));
+        printf("      Connects: %" PRId64 " (%" PRId64 " refused)\n", get_int(d, "connects"), get_int(d, "refused"));
+        printf("    Events in: %" PRId64 " (acked %" PRId64 "; guest requests %" PRId64 ", other hypercalls %" PRId64
+               ", other events %" PRId64 ")\n",
+               get_int(d, "events_received"), get_int(d, "acks"), get_int(d, "guest_requests"),
+               get_int(d, "other_hypercalls"), get_int(d, "other_events"));
+        printf("   Ack latency: p50 %s, p99 %s, max %s (inside kvmid)\n", p50, p99, max);
+        if (get_str(d, "last_error"))
+                printf("    Last error: %s\n", get_str(d, "last_error"));
+
+        recent = json_object_object_get(reply, "recent");
+        if (json_object_array_length(recent) == 0)
+                return EXIT_OK;
+        _cleanup_(table_freep) Table *t = table_new("SEQ", "VCPU", "MODE", "RDX", "RBX", "RCX", "RIP", NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        for (size_t i = 0; i < json_object_array_length(recent); i++) {
+                struct json_object *g = json_object_array_get_idx(recent, i), *regs = json_object_object_get(g, "regs");
+                char seq[24], vcpu[8], mode[8], x[4][24];
+                static const char *const names[] = { "rdx", "rbx", "rcx", "rip" };
+
+                format_count(seq, sizeof seq, get_int(g, "seq"));
+                format_count(vcpu, sizeof vcpu, get_int(g, "vcpu"));
+                snprintf(mode, sizeof mode, "%" PRId64 "-bit", get_int(g, "mode") * 8);
+                for (size_t k = 0; k < ELEMENTSOF(names); k++)
+                        snprintf(x[k], sizeof x[k], "0x%" PRIx64,
+                                 json_object_get_uint64(json_object_object_get(regs, names[k])));
+                if (table_add_row(t, seq, vcpu, mode, x[0], x[1], x[2], x[3]) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        printf("\nRecent guest requests:\n");
+        table_print(t, stdout, ctx->legend, "guest requests");
+        return EXIT_OK;
+}
+
 static const Verb verbs[] = {
-        { "status", 0, 0, verb_status, false },
-        { "introspect", 0, 1, verb_introspect, false },
-        { "call", 1, 2, verb_call, true },
+        { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, false },
+        { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, false },
+        { "domain", "NAME|UUID", "one domain: capabilities, counters, recent guest requests", 1, 1, verb_domain,
+          false },
+        { "introspect", "[INTERFACE]", "service info, or an interface's description", 0, 1, verb_introspect, false },
+        { "call", "METHOD [JSON]", "call a varlink method (--more, --oneway)", 1, 2, verb_call, true },
 };
 
 static void help(void) {
         printf("Usage: kvmictl [OPTIONS] VERB [ARGS...]\n\n"
                "Control and inspect kvmid.\n\n"
-               "Verbs:\n"
-               "  status                      daemon status and per-listener counters\n"
-               "  introspect [INTERFACE]      service info, or an interface's description\n"
-               "  call METHOD [JSON]          call a varlink method (--more, --oneway)\n\n"
-               "Options:\n"
+               "Verbs:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                char what[64];
+                snprintf(what, sizeof what, "%s %s", verbs[i].name, verbs[i].usage);
+                printf("  %-27s %s\n", what, verbs[i].help);
+        }
+        printf("\nOptions:\n"
                "  -s, --socket PATH           kvmid socket (default %s, or $KVMID_SOCKET)\n"
                "  -j, --json[=pretty|short]   print the reply parameters as JSON\n"
                "      --no-legend             omit table headers and footers\n"

@@ -39,6 +39,13 @@ static int admin_get_status(Call *call, struct json_object *parameters, void *us
         json_object_object_add(reply, "max_connections_per_uid",
                                json_object_new_int64(s->config->max_connections_per_uid));
         json_object_object_add(reply, "listeners", list);
+        json_object_object_add(reply, "kvmi_socket", json_object_new_string(s->config->kvmi.socket_path));
+        json_object_object_add(reply, "kvmi_channels", json_object_new_int64(channel_server_count(s)));
+        json_object_object_add(reply, "domains", json_object_new_int64((int64_t) domain_count(s)));
+        size_t ready = 0;
+        for (const Domain *d = s->domains; d; d = d->next)
+                ready += d->kvmi_state == DOMAIN_KVMI_READY;
+        json_object_object_add(reply, "domains_ready", json_object_new_int64((int64_t) ready));
         for (unsigned i = 0; i < N_ROLES; i++) {
                 struct json_object *o = listener_status(s, (Role) (1U << i));
                 if (!o)
@@ -48,8 +55,156 @@ static int admin_get_status(Call *call, struct json_object *parameters, void *us
         return call_reply(call, TAKE_PTR(reply));
 }
 
+static const char *const kvmi_state_names[] = {
+        [DOMAIN_KVMI_DISCONNECTED] = "disconnected",
+        [DOMAIN_KVMI_PROBING] = "probing",
+        [DOMAIN_KVMI_READY] = "ready",
+};
+
+/* Names of the set bits, through a KvmiCmd/KvmiEv naming function. */
+static struct json_object *bits_to_names(uint32_t bits, unsigned max, const char *(*name)(unsigned)) {
+        struct json_object *a = json_object_new_array();
+
+        for (unsigned i = 0; a && i < max; i++)
+                if (bits & (1U << i))
+                        json_object_array_add(a, json_object_new_string(name(i)));
+        return a;
+}
+
+static const char *cmd_name(unsigned i) {
+        return kvmi_cmd_to_string((KvmiCmd) i);
+}
+
+static const char *ev_name(unsigned i) {
+        return kvmi_ev_to_string((KvmiEv) i);
+}
+
+static struct json_object *latency_to_json(const Latency *l) {
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "count", json_object_new_uint64(l->count));
+        json_object_object_add(o, "p50_ns", json_object_new_uint64(latency_quantile(l, 0.50)));
+        json_object_object_add(o, "p99_ns", json_object_new_uint64(latency_quantile(l, 0.99)));
+        json_object_object_add(o, "max_ns", json_object_new_uint64(l->max_ns));
+        return o;
+}
+
+static struct json_object *domain_to_json(const Domain *d) {
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "name", json_object_new_string(d->name));
+        json_object_object_add(o, "uuid", json_object_new_string(d->uuid_str));
+        json_object_object_add(o, "role", json_object_new_string(domain_role_to_string(d->role)));
+        json_object_object_add(o, "kvmi", json_object_new_string(kvmi_state_names[d->kvmi_state]));
+        json_object_object_add(o, "cookie", d->cookie_none   ? json_object_new_string("none")
+                                            : d->cookie_file ? json_object_new_string(d->cookie_file)
+                                                             : NULL);
+        json_object_object_add(o, "qemu_name", d->qemu_name ? json_object_new_string(d->qemu_name) : NULL);
+        json_object_object_add(o, "kvmi_version", json_object_new_int64(d->kvmi_version));
+        json_object_object_add(o, "vcpus", json_object_new_int64(d->vcpus));
+        json_object_object_add(o, "max_message_size", json_object_new_int64(d->max_msg_size));
+        json_object_object_add(o, "commands", bits_to_names(d->commands, KVMI_CMD__MAX, cmd_name));
+        json_object_object_add(o, "events", bits_to_names(d->events_supported, KVMI_EV__MAX, ev_name));
+        json_object_object_add(o, "enabled", bits_to_names(d->events_enabled, KVMI_EV__MAX, ev_name));
+        json_object_object_add(o, "connected_usec", json_object_new_uint64(d->connected_usec));
+        json_object_object_add(o, "connects", json_object_new_uint64(d->connects));
+        json_object_object_add(o, "refused", json_object_new_uint64(d->refused));
+        json_object_object_add(o, "events_received", json_object_new_uint64(d->events));
+        json_object_object_add(o, "acks", json_object_new_uint64(d->acks));
+        json_object_object_add(o, "guest_requests", json_object_new_uint64(d->guest_requests));
+        json_object_object_add(o, "other_hypercalls", json_object_new_uint64(d->other_hypercalls));
+        json_object_object_add(o, "other_events", json_object_new_uint64(d->other_events));
+        json_object_object_add(o, "ack_latency", latency_to_json(&d->ack_latency));
+        json_object_object_add(o, "last_error", d->last_error ? json_object_new_string(d->last_error) : NULL);
+        return o;
+}
+
+static struct json_object *guest_request_to_json(const GuestRequest *g) {
+        struct json_object *o = json_object_new_object(), *r = json_object_new_object();
+        const KvmRegs *x = &g->regs;
+        const struct {
+                const char *name;
+                uint64_t v;
+        } regs[] = {
+                { "rax", x->rax }, { "rbx", x->rbx }, { "rcx", x->rcx }, { "rdx", x->rdx }, { "rsi", x->rsi },
+                { "rdi", x->rdi }, { "rsp", x->rsp }, { "rbp", x->rbp }, { "r8", x->r8 },   { "r9", x->r9 },
+                { "r10", x->r10 }, { "r11", x->r11 }, { "r12", x->r12 }, { "r13", x->r13 }, { "r14", x->r14 },
+                { "r15", x->r15 }, { "rip", x->rip }, { "rflags", x->rflags },
+        };
+
+        if (!o || !r) {
+                json_object_put(o);
+                json_object_put(r);
+                return NULL;
+        }
+        json_object_object_add(o, "seq", json_object_new_uint64(g->seq));
+        json_object_object_add(o, "time_usec", json_object_new_uint64(g->time_usec));
+        json_object_object_add(o, "vcpu", json_object_new_int64(g->vcpu));
+        json_object_object_add(o, "mode", json_object_new_int64(g->mode));
+        for (size_t i = 0; i < ELEMENTSOF(regs); i++)
+                json_object_object_add(r, regs[i].name, json_object_new_uint64(regs[i].v));
+        json_object_object_add(o, "regs", r);
+        return o;
+}
+
+static int admin_list_domains(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        _cleanup_json_ struct json_object *reply = json_object_new_object();
+        struct json_object *list = json_object_new_array();
+
+        if (!reply || !list) {
+                json_object_put(list);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "domains", list);
+        for (const Domain *d = s->domains; d; d = d->next) {
+                struct json_object *o = domain_to_json(d);
+                if (!o)
+                        return -ENOMEM;
+                json_object_array_add(list, o);
+        }
+        return call_reply(call, TAKE_PTR(reply));
+}
+
+static int admin_get_domain(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *name = json_object_get_string(json_object_object_get(parameters, "domain"));
+        Domain *d = domain_find(s, name);
+        _cleanup_json_ struct json_object *reply = NULL;
+        struct json_object *recent;
+
+        if (!d) {
+                struct json_object *p = json_object_new_object();
+                if (!p)
+                        return -ENOMEM;
+                json_object_object_add(p, "domain", json_object_new_string(name));
+                return call_reply_error(call, "io.kvmid.Admin.DomainNotFound", p);
+        }
+        reply = json_object_new_object();
+        recent = json_object_new_array();
+        if (!reply || !recent) {
+                json_object_put(recent);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "domain", domain_to_json(d));
+        json_object_object_add(reply, "recent", recent);
+        for (size_t i = 0, k = domain_recent_start(d); i < d->recent_count; i++, k = (k + 1) % d->recent_size) {
+                struct json_object *o = guest_request_to_json(&d->recent[k]);
+                if (!o)
+                        return -ENOMEM;
+                json_object_array_add(recent, o);
+        }
+        return call_reply(call, TAKE_PTR(reply));
+}
+
 static const MethodEntry admin_methods[] = {
         { "GetStatus", admin_get_status, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "ListDomains", admin_list_domains, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "GetDomain", admin_get_domain, ROLE_ADMIN, CONN_STATE_ANY, false },
 };
 
 const InterfaceTable admin_interface = {

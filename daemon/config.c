@@ -38,9 +38,74 @@ ListenerConfig *config_listener(Config *c, Role role) {
         return NULL;
 }
 
+const char *domain_role_to_string(DomainRole role) {
+        return role == DOMAIN_ROLE_INTROSPECTOR ? "introspector" : "target";
+}
+
+const DomainConfig *config_find_domain(const Config *c, const char *name) {
+        for (const DomainConfig *d = c->domains; d; d = d->next)
+                if (streq(d->name, name))
+                        return d;
+        return NULL;
+}
+
+static int unhex(char ch) {
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
+int uuid_from_string(const char *s, uint8_t ret[16]) {
+        uint8_t u[16];
+        size_t k = 0;
+
+        if (strlen(s) != 36)
+                return -EINVAL;
+        for (size_t i = 0; i < 36;) {
+                if (i == 8 || i == 13 || i == 18 || i == 23) {
+                        if (s[i] != '-')
+                                return -EINVAL;
+                        i++;
+                        continue;
+                }
+                int hi = unhex(s[i]), lo = unhex(s[i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                u[k++] = (uint8_t) (hi << 4 | lo);
+                i += 2;
+        }
+        memcpy(ret, u, sizeof u);
+        return 0;
+}
+
+void uuid_to_string(const uint8_t u[16], char buf[static 37]) {
+        snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
+                 u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+static DomainConfig *domain_config_free(DomainConfig *d) {
+        if (!d)
+                return NULL;
+        free(d->name);
+        free(d->cookie_file);
+        free(d);
+        return NULL;
+}
+
 Config *config_free(Config *c) {
         if (!c)
                 return NULL;
+        while (c->domains) {
+                DomainConfig *d = c->domains;
+                c->domains = d->next;
+                domain_config_free(d);
+        }
+        free(c->kvmi.socket_path);
+        free(c->kvmi.group);
         for (size_t i = 0; i < N_ROLES; i++) {
                 free(c->listeners[i].socket_path);
                 free(c->listeners[i].group);
@@ -176,17 +241,19 @@ static int parse_daemon_key(ParseState *st, const char *key, const char *v, cons
         return -ENOENT;
 }
 
-static int parse_listener_key(ListenerConfig *l, const char *key, const char *v, const char **ret_why) {
+/* socket, mode and group: the keys every listener section has.  Returns
+ * -ENOENT for another key. */
+static int parse_socket_key(char **socket_path, mode_t *mode, char **group, const char *key, const char *v,
+                            const char **ret_why) {
         unsigned long long x;
         char *end;
-        int r;
 
         if (streq(key, "socket")) {
                 if (v[0] != '/') {
                         *ret_why = "must be an absolute path";
                         return -EINVAL;
                 }
-                return set_string(&l->socket_path, v);
+                return set_string(socket_path, v);
         }
         if (streq(key, "mode")) {
                 errno = 0;
@@ -195,11 +262,120 @@ static int parse_listener_key(ListenerConfig *l, const char *key, const char *v,
                         *ret_why = "expected an octal mode such as 0660";
                         return -EINVAL;
                 }
-                l->mode = (mode_t) x;
+                *mode = (mode_t) x;
                 return 0;
         }
         if (streq(key, "group"))
-                return set_string(&l->group, v);
+                return set_string(group, v);
+        return -ENOENT;
+}
+
+static int parse_number_key(const char *v, unsigned long long min, unsigned long long max, unsigned *ret,
+                            const char **ret_why, const char *why) {
+        unsigned long long x;
+
+        if (parse_uint(v, max, &x) < 0 || x < min) {
+                *ret_why = why;
+                return -EINVAL;
+        }
+        *ret = (unsigned) x;
+        return 0;
+}
+
+static int parse_kvmi_key(KvmiConfig *k, const char *key, const char *v, const char **ret_why) {
+        int r = parse_socket_key(&k->socket_path, &k->mode, &k->group, key, v, ret_why);
+
+        if (r != -ENOENT)
+                return r;
+        if (streq(key, "vsock-port"))
+                return parse_number_key(v, 0, UINT32_MAX - 1, &k->vsock_port, ret_why,
+                                        "expected a vsock port number, or 0 for none");
+        if (streq(key, "handshake-timeout"))
+                return parse_number_key(v, 1, 600, &k->handshake_timeout_sec, ret_why, "expected seconds from 1 to 600");
+        if (streq(key, "command-timeout"))
+                return parse_number_key(v, 1, 600, &k->command_timeout_sec, ret_why, "expected seconds from 1 to 600");
+        if (streq(key, "max-channels"))
+                return parse_number_key(v, 1, 65536, &k->max_channels, ret_why, "expected a number from 1 to 65536");
+        if (streq(key, "recent-events"))
+                return parse_number_key(v, 0, 4096, &k->recent_events, ret_why, "expected a number from 0 to 4096");
+        *ret_why = "unknown key";
+        return -ENOENT;
+}
+
+static int parse_domain_key(DomainConfig *d, const char *key, const char *v, const char **ret_why) {
+        if (streq(key, "uuid")) {
+                if (uuid_from_string(v, d->uuid) < 0) {
+                        *ret_why = "expected a UUID such as 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f";
+                        return -EINVAL;
+                }
+                d->has_uuid = true;
+                return 0;
+        }
+        if (streq(key, "role")) {
+                if (streq(v, "target"))
+                        d->role = DOMAIN_ROLE_TARGET;
+                else if (streq(v, "introspector"))
+                        d->role = DOMAIN_ROLE_INTROSPECTOR;
+                else {
+                        *ret_why = "expected target or introspector";
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (streq(key, "cookie-file")) {
+                if (v[0] != '/') {
+                        *ret_why = "must be an absolute path";
+                        return -EINVAL;
+                }
+                d->cookie_none = false;
+                return set_string(&d->cookie_file, v);
+        }
+        if (streq(key, "cookie")) {
+                if (!streq(v, "none")) {
+                        *ret_why = "the only value is none (use cookie-file = PATH for a secret)";
+                        return -EINVAL;
+                }
+                d->cookie_none = true;
+                d->cookie_file = mfree(d->cookie_file);
+                return 0;
+        }
+        *ret_why = "unknown key";
+        return -ENOENT;
+}
+
+/* "[domain NAME]": the entry for NAME, created at its first key. */
+static int domain_section(Config *c, const char *name, DomainConfig **ret, const char **ret_why) {
+        DomainConfig **tail = &c->domains;
+
+        if (!*name || strlen(name) > 255 || strpbrk(name, " \t/")) {
+                *ret_why = "a domain name must be 1 to 255 characters without spaces or '/'";
+                return -EINVAL;
+        }
+        for (; *tail; tail = &(*tail)->next)
+                if (streq((*tail)->name, name)) {
+                        *ret = *tail;
+                        return 0;
+                }
+        DomainConfig *d = calloc(1, sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        d->name = strdup(name);
+        if (!d->name) {
+                free(d);
+                return -ENOMEM;
+        }
+        *tail = d;
+        *ret = d;
+        return 0;
+}
+
+static int parse_listener_key(ListenerConfig *l, const char *key, const char *v, const char **ret_why) {
+        unsigned long long x;
+        int r;
+
+        r = parse_socket_key(&l->socket_path, &l->mode, &l->group, key, v, ret_why);
+        if (r != -ENOENT)
+                return r;
         if (streq(key, "max-message-size") || streq(key, "max-output-bytes")) {
                 r = parse_size(v, streq(key, "max-message-size") ? VARLINK_MAX_MESSAGE_CEILING : 1ULL << 32, &x);
                 if (r < 0 || x < 1024) {
@@ -242,7 +418,14 @@ static int config_ini_line(void *user, const char *section, const char *key, con
                 return 1;
         if (streq(section, "daemon"))
                 r = parse_daemon_key(st, key, value, &why);
-        else {
+        else if (streq(section, "kvmi"))
+                r = parse_kvmi_key(&st->config->kvmi, key, value, &why);
+        else if (strneq(section, "domain ", 7)) {
+                DomainConfig *d;
+                r = domain_section(st->config, section + 7, &d, &why);
+                if (r >= 0)
+                        r = parse_domain_key(d, key, value, &why);
+        } else {
                 for (size_t i = 0; i < N_ROLES; i++)
                         if (streq(section, listener_defaults[i].name)) {
                                 r = parse_listener_key(&st->config->listeners[i], key, value, &why);
@@ -275,6 +458,14 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->max_connections_per_uid = 1024;
         c->idle_timeout_sec = 600;
         c->write_timeout_sec = 30;
+        c->kvmi.mode = 0660;
+        c->kvmi.group = strdup("kvm");
+        c->kvmi.handshake_timeout_sec = 10;
+        c->kvmi.command_timeout_sec = 5;
+        c->kvmi.max_channels = 1024;
+        c->kvmi.recent_events = 16;
+        if (!c->kvmi.group)
+                return NULL;
         for (size_t i = 0; i < N_ROLES; i++) {
                 ListenerConfig *l = &c->listeners[i];
                 l->role = listener_defaults[i].role;
@@ -291,10 +482,42 @@ static Config *config_new_defaults(const char *runtime_dir) {
         return TAKE_PTR(c);
 }
 
+/* What no single line shows: every domain has a UUID, and no two share one. */
+static int check_domains(const Config *c, char **ret_error) {
+        const char *file = c->path ?: "configuration";
+        char *msg = NULL;
+
+        for (const DomainConfig *d = c->domains; d; d = d->next) {
+                if (!d->has_uuid) {
+                        if (asprintf(&msg, "%s: [domain %s]: uuid = is missing", file, d->name) < 0)
+                                return -ENOMEM;
+                        break;
+                }
+                for (const DomainConfig *e = c->domains; e != d; e = e->next)
+                        if (memcmp(e->uuid, d->uuid, 16) == 0) {
+                                char u[37];
+                                uuid_to_string(d->uuid, u);
+                                if (asprintf(&msg, "%s: [domain %s]: uuid %s is also the uuid of [domain %s]", file,
+                                             d->name, u, e->name) < 0)
+                                        return -ENOMEM;
+                                break;
+                        }
+                if (msg)
+                        break;
+        }
+        if (!msg)
+                return 0;
+        if (ret_error)
+                *ret_error = msg;
+        else
+                free(msg);
+        return -EINVAL;
+}
+
 int config_load(const char *path, const char *runtime_dir_override, Config **ret, char **ret_error) {
         _cleanup_(config_freep) Config *c = config_new_defaults(runtime_dir_override);
         ParseState st = { .runtime_dir_locked = runtime_dir_override != NULL };
-        int line;
+        int line, r;
 
         if (!c)
                 return -ENOMEM;
@@ -304,7 +527,7 @@ int config_load(const char *path, const char *runtime_dir_override, Config **ret
                 FILE *f = fopen(path, "re");
 
                 if (!f) {
-                        int r = negative_errno();
+                        r = negative_errno();
                         if (asprintf(&msg, "%s: %s", path, strerror(-r)) >= 0 && ret_error)
                                 *ret_error = TAKE_PTR(msg);
                         return r;
@@ -332,6 +555,13 @@ int config_load(const char *path, const char *runtime_dir_override, Config **ret
                         return -ENOMEM;
                 }
         }
+        if (!c->kvmi.socket_path && asprintf(&c->kvmi.socket_path, "%s/kvmi", c->runtime_dir) < 0) {
+                c->kvmi.socket_path = NULL;
+                return -ENOMEM;
+        }
+        r = check_domains(c, ret_error);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(c);
         return 0;
 }

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <json-c/json.h>
 
+#include "kvmi.h"
 #include "macro.h"
 #include "varlink-idl.h"
 #include "varlink-wire.h"
@@ -25,6 +26,9 @@ typedef struct Listener Listener;
 typedef struct Conn Conn;
 typedef struct Call Call;
 typedef struct ListenerStats ListenerStats;
+typedef struct Domain Domain;
+typedef struct Channel Channel;
+typedef struct ChannelServer ChannelServer;
 
 /* ---- log.c ------------------------------------------------------------ */
 
@@ -75,6 +79,34 @@ struct ListenerConfig {
         size_t max_output_bytes;
 };
 
+/* [kvmi]: the listener QEMU connects to. */
+typedef struct KvmiConfig {
+        char *socket_path;
+        mode_t mode;
+        char *group;
+        unsigned vsock_port;            /* 0: no vsock listener */
+        unsigned handshake_timeout_sec; /* QEMU's own default is 10 s */
+        unsigned command_timeout_sec;   /* a command the peer leaves unanswered */
+        unsigned max_channels;
+        unsigned recent_events;         /* guest requests kept per domain */
+} KvmiConfig;
+
+typedef enum DomainRole {
+        DOMAIN_ROLE_TARGET,
+        DOMAIN_ROLE_INTROSPECTOR,
+} DomainRole;
+
+/* [domain NAME] */
+typedef struct DomainConfig {
+        char *name;
+        uint8_t uuid[16];
+        bool has_uuid;
+        DomainRole role;
+        char *cookie_file;              /* NULL and !cookie_none: refused at handshake */
+        bool cookie_none;               /* explicitly no cookie: any QEMU may claim it */
+        struct DomainConfig *next;      /* in file order */
+} DomainConfig;
+
 struct Config {
         char *path;                /* NULL: built-in defaults only */
         char *runtime_dir;
@@ -85,6 +117,8 @@ struct Config {
         unsigned write_timeout_sec;  /* peer not draining its output */
         bool certification;          /* serve org.varlink.certification on admin */
         ListenerConfig listeners[N_ROLES];
+        KvmiConfig kvmi;
+        DomainConfig *domains;
 };
 
 /* Build the defaults for runtime_dir, then apply the file (if path non-NULL).
@@ -94,6 +128,12 @@ Config *config_free(Config *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
 ListenerConfig *config_listener(Config *c, Role role);
 const char *role_to_string(Role role);
+const char *domain_role_to_string(DomainRole role);
+const DomainConfig *config_find_domain(const Config *c, const char *name);
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case. 0 or -EINVAL. */
+int uuid_from_string(const char *s, uint8_t ret[16]);
+/* Lower case, 37 bytes with the NUL. */
+void uuid_to_string(const uint8_t uuid[16], char buf[static 37]);
 
 /* ---- dispatch.c: interface tables ------------------------------------- */
 
@@ -231,6 +271,9 @@ struct Server {
         bool stopping;
         /* module state */
         struct Certification *certification;
+        Domain *domains;             /* domain.c */
+        ChannelServer *channels;     /* channel.c */
+        int kvmi_fd_passed;          /* socket-activation fd named "kvmi", or -EBADF */
 };
 
 int server_new(struct event_base *base, Config *config, Server **ret);
@@ -241,6 +284,9 @@ void server_apply_config(Server *s, Config *c);
 /* Stop accepting, flush replies (bounded), close everything. */
 void server_stop(Server *s);
 const char *server_listener_path(const Server *s, Role role);
+/* Bind a Unix stream socket at path (stale file replaced, parents created)
+ * with the mode and group that are its access control; logs its errors. */
+int server_bind_unix(const char *name, const char *path, mode_t mode, const char *group, int *ret_fd);
 uint64_t now_usec(clockid_t clock);
 
 /* ---- interface modules: each exports its table --------------------------- */
@@ -255,3 +301,96 @@ extern const InterfaceTable certification_interface;  /* org.varlink.certificati
 typedef struct Certification Certification;
 int certification_new(Certification **ret);
 Certification *certification_free(Certification *c);
+
+/* ---- latency.c: log-linear histograms for p50/p99 ------------------------ */
+
+#define LATENCY_BUCKETS 1024
+typedef struct Latency {
+        uint64_t count, max_ns, sum_ns;
+        uint64_t bucket[LATENCY_BUCKETS];
+} Latency;
+
+void latency_add(Latency *l, uint64_t ns);
+/* Upper bound of the bucket holding quantile q (0..1); 0 when empty.
+ * Buckets are 1/16 of a power of two wide: at most 6.25% over. */
+uint64_t latency_quantile(const Latency *l, double q);
+
+/* ---- domain.c: the domain registry --------------------------------------- */
+
+typedef enum DomainKvmiState {
+        DOMAIN_KVMI_DISCONNECTED,
+        DOMAIN_KVMI_PROBING,        /* handshake done, capabilities being read */
+        DOMAIN_KVMI_READY,
+} DomainKvmiState;
+
+/* One guest-request hypercall as the vCPU issued it. */
+typedef struct GuestRequest {
+        uint64_t seq;               /* per target, from 1, across reconnects */
+        uint64_t time_usec;         /* CLOCK_REALTIME when kvmid read it */
+        uint16_t vcpu;
+        uint8_t mode;               /* 2, 4 or 8 bytes */
+        KvmRegs regs;
+} GuestRequest;
+
+struct Domain {
+        Server *server;
+        char *name;
+        uint8_t uuid[16];
+        char uuid_str[37];
+        DomainRole role;
+        char *cookie_file;          /* NULL: see cookie_none */
+        bool cookie_none;
+        bool configured;            /* has a [domain] entry in the configuration in force */
+
+        Channel *channel;           /* the one KVMI channel, when connected */
+        DomainKvmiState kvmi_state;
+        /* What the current or last channel said. */
+        char *qemu_name;            /* name in QEMU's handshake */
+        int64_t qemu_start_time;
+        uint32_t kvmi_version, max_msg_size, vcpus;
+        uint32_t commands, events_supported; /* bit (1 << KvmiCmd / KvmiEv) */
+        uint32_t events_enabled;    /* VM-wide or on every vCPU */
+        uint64_t connected_usec;    /* CLOCK_REALTIME of the handshake */
+
+        /* Counters since kvmid started. */
+        uint64_t connects, refused;
+        uint64_t events, acks, guest_requests, other_hypercalls, other_events;
+        Latency ack_latency;        /* event read → reply written, in kvmid */
+        char *last_error;
+
+        GuestRequest *recent;       /* ring of the last config->kvmi.recent_events */
+        size_t recent_size, recent_count, recent_next;
+        uint64_t next_request_seq;
+
+        Domain *next;
+};
+
+/* Build the registry from the configuration's [domain] entries. */
+int domain_registry_load(Server *s, const Config *c);
+/* After a reload: add, update, and drop what is gone (connected domains
+ * stay until their channel closes). */
+int domain_registry_apply(Server *s, const Config *c);
+void domain_registry_free(Server *s);
+Domain *domain_find_uuid(Server *s, const uint8_t uuid[16]);
+/* By name or by UUID string. */
+Domain *domain_find(Server *s, const char *name_or_uuid);
+size_t domain_count(const Server *s);
+/* Remember why the channel failed (formatted, for GetDomain). */
+void domain_set_error(Domain *d, const char *fmt, ...) _printf_(2, 3);
+/* The channel of d went away: d forgets it, and is dropped if no longer
+ * configured. */
+void domain_channel_closed(Domain *d);
+/* Hook of the fan-out path: called after the event was acked. */
+void domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec);
+/* The recent guest requests, oldest first: *ret_n entries of d->recent
+ * starting at the returned index (modulo recent_size). */
+size_t domain_recent_start(const Domain *d);
+
+/* ---- channel.c: the KVMI listener and channels ---------------------------- */
+
+/* Bind (or adopt s->kvmi_fd_passed) the KVMI listener(s) and start accepting. */
+int channel_server_start(Server *s);
+void channel_server_stop(Server *s);
+unsigned channel_server_count(const Server *s);
+/* Close d's channel (admin request, domain gone). */
+void channel_close(Channel *ch, const char *reason);

@@ -256,56 +256,60 @@ static int remove_stale_socket(const struct sockaddr_un *sa, socklen_t salen) {
         return 0;
 }
 
-static int listener_bind(const ListenerConfig *lc, int *ret_fd) {
+int server_bind_unix(const char *name, const char *path, mode_t mode, const char *group, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t salen;
         int r;
 
-        if (strlen(lc->socket_path) >= sizeof sa.sun_path)
+        if (strlen(path) >= sizeof sa.sun_path)
                 return log_error_errno(ENAMETOOLONG, "%s listener: socket path \"%s\" is too long",
-                                       lc->name, lc->socket_path);
-        strcpy(sa.sun_path, lc->socket_path);
+                                       name, path);
+        strcpy(sa.sun_path, path);
         salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(sa.sun_path) + 1);
 
-        r = mkdir_parents(lc->socket_path);
+        r = mkdir_parents(path);
         if (r < 0)
                 return log_error_errno(r, "%s listener: cannot create the directory of \"%s\": %m",
-                                       lc->name, lc->socket_path);
+                                       name, path);
         r = remove_stale_socket(&sa, salen);
         if (r == -EADDRINUSE)
                 return log_error_errno(r, "%s listener: \"%s\" is in use by a running process (another kvmid?)",
-                                       lc->name, lc->socket_path);
+                                       name, path);
         if (r < 0)
-                return log_error_errno(r, "%s listener: cannot replace \"%s\": %m", lc->name, lc->socket_path);
+                return log_error_errno(r, "%s listener: cannot replace \"%s\": %m", name, path);
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
-                return log_error_errno(errno, "%s listener: socket() failed: %m", lc->name);
+                return log_error_errno(errno, "%s listener: socket() failed: %m", name);
         if (bind(fd, (struct sockaddr *) &sa, salen) < 0)
-                return log_error_errno(errno, "%s listener: cannot bind \"%s\": %m", lc->name, lc->socket_path);
+                return log_error_errno(errno, "%s listener: cannot bind \"%s\": %m", name, path);
         /* Mode and group are the access control of admin and hypervisor. */
-        if (chmod(lc->socket_path, lc->mode) < 0) {
-                r = log_error_errno(errno, "%s listener: chmod \"%s\": %m", lc->name, lc->socket_path);
-                (void) unlink(lc->socket_path);
+        if (chmod(path, mode) < 0) {
+                r = log_error_errno(errno, "%s listener: chmod \"%s\": %m", name, path);
+                (void) unlink(path);
                 return r;
         }
-        if (lc->group && *lc->group) {
-                struct group *g = getgrnam(lc->group);
+        if (group && *group) {
+                struct group *g = getgrnam(group);
                 if (!g)
                         log_warning("%s listener: group \"%s\" does not exist, \"%s\" keeps group %u",
-                                    lc->name, lc->group, lc->socket_path, (unsigned) getegid());
-                else if (chown(lc->socket_path, (uid_t) -1, g->gr_gid) < 0)
+                                    name, group, path, (unsigned) getegid());
+                else if (chown(path, (uid_t) -1, g->gr_gid) < 0)
                         log_warning_errno(errno, "%s listener: cannot give \"%s\" to group \"%s\": %m",
-                                          lc->name, lc->socket_path, lc->group);
+                                          name, path, group);
         }
         if (listen(fd, SOMAXCONN) < 0) {
-                r = log_error_errno(errno, "%s listener: listen failed: %m", lc->name);
-                (void) unlink(lc->socket_path);
+                r = log_error_errno(errno, "%s listener: listen failed: %m", name);
+                (void) unlink(path);
                 return r;
         }
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+static int listener_bind(const ListenerConfig *lc, int *ret_fd) {
+        return server_bind_unix(lc->name, lc->socket_path, lc->mode, lc->group, ret_fd);
 }
 
 static int listener_new(Server *s, const ListenerConfig *lc, int fd, bool owned, Listener **ret) {
@@ -340,6 +344,7 @@ int server_new(struct event_base *base, Config *config, Server **ret) {
         s->base = base;
         s->config = config;
         s->start_usec = now_usec(CLOCK_MONOTONIC);
+        s->kvmi_fd_passed = -EBADF;
         s->ev_reap = event_new(base, -1, 0, server_on_reap, s);
         if (!s->ev_reap)
                 return -ENOMEM;
@@ -365,6 +370,9 @@ Server *server_free(Server *s) {
                 s->uids = u->next;
                 free(u);
         }
+        channel_server_stop(s);
+        domain_registry_free(s);
+        safe_close(s->kvmi_fd_passed);
         event_free(s->ev_reap);
         dispatch_free(s->dispatch);
         certification_free(s->certification);
@@ -401,6 +409,13 @@ int server_start(Server *s) {
                         used = true;
                         break;
                 }
+                if (!used && names && streq(names[i], "kvmi") && s->kvmi_fd_passed < 0) {
+                        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0) {
+                                s->kvmi_fd_passed = fd;
+                                used = true;
+                        } else
+                                log_error("socket-activation fd \"kvmi\" is not a listening stream socket");
+                }
                 if (!used) {
                         log_warning("ignoring socket-activation fd \"%s\"", names ? names[i] : "?");
                         safe_close(fd);
@@ -429,7 +444,10 @@ int server_start(Server *s) {
                 }
                 log_info("%s listener on \"%s\"", lc->name, lc->socket_path);
         }
-        return 0;
+        r = domain_registry_load(s, s->config);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the domain registry: %m");
+        return channel_server_start(s);
 }
 
 void server_apply_config(Server *s, Config *c) {
@@ -438,6 +456,11 @@ void server_apply_config(Server *s, Config *c) {
                         log_warning("%s listener: socket path change to \"%s\" needs a restart, still on \"%s\"",
                                     c->listeners[k].name, c->listeners[k].socket_path,
                                     s->config->listeners[k].socket_path);
+        if (!streq(s->config->kvmi.socket_path, c->kvmi.socket_path))
+                log_warning("KVMI listener: socket path change to \"%s\" needs a restart, still on \"%s\"",
+                            c->kvmi.socket_path, s->config->kvmi.socket_path);
+        if (domain_registry_apply(s, c) < 0)
+                log_warning("domain registry: out of memory applying the new configuration");
         log_set_max_level(c->log_level);
         config_free(s->config);
         s->config = c;
@@ -445,6 +468,7 @@ void server_apply_config(Server *s, Config *c) {
 
 void server_stop(Server *s) {
         s->stopping = true;
+        channel_server_stop(s);
         for (size_t k = 0; k < N_ROLES; k++)
                 s->listeners[k] = listener_free(s->listeners[k]);
         for (Conn *c = s->conns, *next; c; c = next) {

@@ -6,6 +6,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -979,9 +980,10 @@ int kvmi_event_encode(void *buf, size_t bufsize, const KvmiNumbering *n, const K
         if (payload_len > 0 && event_has_no_payload(e->event))
                 return -EINVAL;
 
-        body_len = common + payload_len;
-        if (body_len > KVMI_MAX_MSG_SIZE_LIMIT)
+        /* Compared before adding: a huge payload_len must not wrap. */
+        if (payload_len > KVMI_MAX_MSG_SIZE_LIMIT - common)
                 return -EMSGSIZE;
+        body_len = common + payload_len;
         if (bufsize < KVMI_MSG_HDR_SIZE + body_len)
                 return -ENOBUFS;
 
@@ -1178,6 +1180,8 @@ int kvmi_introspector2qemu_decode(const void *buf, size_t len, KvmiIntrospector2
 /* ---- Messages for humans ---------------------------------------------- */
 
 const char *kvmi_strerror(int r) {
+        if (r == INT_MIN)       /* -r would overflow */
+                return "unknown KVMI codec error";
         switch (-r) {
         case 0:
                 return "success";

@@ -66,6 +66,11 @@ static inline void json_object_putp(struct json_object **o) {
                         func(*p);                \
         }
 
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 static inline int negative_errno(void) {
         return errno > 0 ? -errno : -EIO;
 }

@@ -129,6 +129,22 @@ static const struct {
         { "[hypervisor]\nmax-pending-calls = 0\n", "2: [hypervisor] max-pending-calls = \"0\": expected a number from 1 to 4096" },
         { "[hypervisor]\nsocket = x.sock\n", "2: [hypervisor] socket = \"x.sock\": must be an absolute path" },
         { "[daemon]\nno equals sign\n", "2: syntax error" },
+        { "[kvmi]\nhandshake-timeout = 0\n", "2: [kvmi] handshake-timeout = \"0\": expected seconds from 1 to 600" },
+        { "[kvmi]\nvsock-port = x\n", "2: [kvmi] vsock-port = \"x\": expected a vsock port number, or 0 for none" },
+        { "[kvmi]\nmax-channels = 0\n", "2: [kvmi] max-channels = \"0\": expected a number from 1 to 65536" },
+        { "[kvmi]\nsocket = rel\n", "2: [kvmi] socket = \"rel\": must be an absolute path" },
+        { "[kvmi]\nbogus = 1\n", "2: [kvmi] bogus = \"1\": unknown key" },
+        { "[domain a]\nuuid = 1234\n",
+          "2: [domain a] uuid = \"1234\": expected a UUID such as 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f" },
+        { "[domain a]\nuuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6g\n",
+          "2: [domain a] uuid = \"6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6g\": expected a UUID such as 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f" },
+        { "[domain a]\nrole = victim\n", "2: [domain a] role = \"victim\": expected target or introspector" },
+        { "[domain a]\ncookie = secret\n",
+          "2: [domain a] cookie = \"secret\": the only value is none (use cookie-file = PATH for a secret)" },
+        { "[domain a]\ncookie-file = rel\n", "2: [domain a] cookie-file = \"rel\": must be an absolute path" },
+        { "[domain a]\ncolour = red\n", "2: [domain a] colour = \"red\": unknown key" },
+        { "[domain a/b]\nrole = target\n",
+          "2: [domain a/b] role = \"target\": a domain name must be 1 to 255 characters without spaces or '/'" },
         /* the first error is reported, even when later lines are bad too */
         { "[daemon]\nlog-level = info\nfoo = 1\nbar = 2\n", "3: [daemon] foo = \"1\": unknown key" },
 };
@@ -150,6 +166,88 @@ START_TEST(test_missing_file) {
         ck_assert_int_eq(config_load("/nonexistent/kvmid.conf", NULL, &c, &e), -ENOENT);
         ck_assert_ptr_null(c);
         ck_assert_str_eq(e, "/nonexistent/kvmid.conf: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_domains) {
+        _cleanup_(config_freep) Config *c = NULL;
+        const DomainConfig *d;
+        char u[37];
+
+        ck_assert_ptr_null(load("[kvmi]\nsocket = /x/kvmi\nmode = 0600\ngroup = g\nvsock-port = 4242\n"
+                                "handshake-timeout = 3\ncommand-timeout = 2\nmax-channels = 7\nrecent-events = 0\n"
+                                "[domain web1]\nuuid = 6F1D4A4E-8C55-4B4E-9D1E-2A7B3C4D5E6F\ncookie-file = /etc/c1\n"
+                                "[domain intro]\nuuid = 00000000-0000-0000-0000-000000000001\nrole = introspector\n"
+                                "cookie = none\n"
+                                "[domain web1]\ncookie = none\n",
+                                &c));
+        ck_assert_str_eq(c->kvmi.socket_path, "/x/kvmi");
+        ck_assert_uint_eq(c->kvmi.mode, 0600);
+        ck_assert_str_eq(c->kvmi.group, "g");
+        ck_assert_uint_eq(c->kvmi.vsock_port, 4242);
+        ck_assert_uint_eq(c->kvmi.handshake_timeout_sec, 3);
+        ck_assert_uint_eq(c->kvmi.command_timeout_sec, 2);
+        ck_assert_uint_eq(c->kvmi.max_channels, 7);
+        ck_assert_uint_eq(c->kvmi.recent_events, 0);
+        d = config_find_domain(c, "web1");
+        ck_assert_ptr_nonnull(d);
+        uuid_to_string(d->uuid, u);
+        ck_assert_str_eq(u, "6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f");
+        ck_assert_int_eq(d->role, DOMAIN_ROLE_TARGET);
+        /* a later section of the same name continues the entry: cookie = none replaces the file */
+        ck_assert(d->cookie_none);
+        ck_assert_ptr_null(d->cookie_file);
+        d = config_find_domain(c, "intro");
+        ck_assert_int_eq(d->role, DOMAIN_ROLE_INTROSPECTOR);
+        ck_assert_ptr_eq(c->domains->next, d);
+        ck_assert_ptr_null(d->next);
+        ck_assert_ptr_null(config_find_domain(c, "nope"));
+}
+END_TEST
+
+START_TEST(test_domain_defaults) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        ck_assert_int_eq(config_load(NULL, "/tmp/rt", &c, NULL), 0);
+        ck_assert_str_eq(c->kvmi.socket_path, "/tmp/rt/kvmi");
+        ck_assert_str_eq(c->kvmi.group, "kvm");
+        ck_assert_uint_eq(c->kvmi.mode, 0660);
+        ck_assert_uint_eq(c->kvmi.vsock_port, 0);
+        ck_assert_uint_eq(c->kvmi.handshake_timeout_sec, 10);
+        ck_assert_ptr_null(c->domains);
+}
+END_TEST
+
+/* Errors only the whole file shows. */
+START_TEST(test_domain_file_errors) {
+        Config *c = NULL;
+        char *e;
+
+        e = load("[domain a]\nrole = target\n", &c);
+        ck_assert_ptr_null(c);
+        ck_assert_str_eq(e, " [domain a]: uuid = is missing");
+        free(e);
+        e = load("[domain a]\nuuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f\n"
+                 "[domain b]\nuuid = 6F1D4A4E-8C55-4B4E-9D1E-2A7B3C4D5E6F\n", &c);
+        ck_assert_ptr_null(c);
+        ck_assert_str_eq(e, " [domain b]: uuid 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f is also the uuid of [domain a]");
+        free(e);
+}
+END_TEST
+
+START_TEST(test_uuid) {
+        uint8_t u[16];
+        char s[37];
+
+        ck_assert_int_eq(uuid_from_string("00112233-4455-6677-8899-aabbccddeeff", u), 0);
+        ck_assert_uint_eq(u[0], 0x00);
+        ck_assert_uint_eq(u[15], 0xff);
+        uuid_to_string(u, s);
+        ck_assert_str_eq(s, "00112233-4455-6677-8899-aabbccddeeff");
+        ck_assert_int_eq(uuid_from_string("00112233-4455-6677-8899-aabbccddeef", u), -EINVAL);
+        ck_assert_int_eq(uuid_from_string("00112233-4455-6677-8899-aabbccddeeff0", u), -EINVAL);
+        ck_assert_int_eq(uuid_from_string("001122334-455-6677-8899-aabbccddeeff", u), -EINVAL);
+        ck_assert_int_eq(uuid_from_string("", u), -EINVAL);
 }
 END_TEST
 
@@ -176,6 +274,10 @@ int main(void) {
         tcase_add_loop_test(tc, test_bad, 0, ELEMENTSOF(bad));
         tcase_add_test(tc, test_missing_file);
         tcase_add_test(tc, test_role_names);
+        tcase_add_test(tc, test_domains);
+        tcase_add_test(tc, test_domain_defaults);
+        tcase_add_test(tc, test_domain_file_errors);
+        tcase_add_test(tc, test_uuid);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
