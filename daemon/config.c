@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 #include <ini.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <openssl/crypto.h>
 
 #include "kvmid.h"
 
@@ -87,6 +90,26 @@ void uuid_to_string(const uint8_t u[16], char buf[static 37]) {
                  u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
+const IdentityConfig *config_find_identity(const Config *c, const char *name) {
+        for (const IdentityConfig *i = c->identities; i; i = i->next)
+                if (streq(i->name, name))
+                        return i;
+        return NULL;
+}
+
+static IdentityConfig *identity_config_free(IdentityConfig *i) {
+        if (!i)
+                return NULL;
+        if (i->key)
+                OPENSSL_cleanse(i->key, i->key_len);
+        free(i->key);
+        free(i->name);
+        free(i->key_file);
+        free(i->domain);
+        free(i);
+        return NULL;
+}
+
 static DomainConfig *domain_config_free(DomainConfig *d) {
         if (!d)
                 return NULL;
@@ -103,6 +126,11 @@ Config *config_free(Config *c) {
                 DomainConfig *d = c->domains;
                 c->domains = d->next;
                 domain_config_free(d);
+        }
+        while (c->identities) {
+                IdentityConfig *i = c->identities;
+                c->identities = i->next;
+                identity_config_free(i);
         }
         free(c->kvmi.socket_path);
         free(c->kvmi.group);
@@ -330,6 +358,16 @@ static int parse_domain_key(DomainConfig *d, const char *key, const char *v, con
                 d->cookie_none = false;
                 return set_string(&d->cookie_file, v);
         }
+        if (streq(key, "vsock-cid")) {
+                unsigned long long x;
+                /* 0-2 are the hypervisor, local and host addresses, never a guest. */
+                if (parse_uint(v, UINT32_MAX - 1, &x) < 0 || x < 3) {
+                        *ret_why = "expected a guest vsock CID from 3 to 4294967294";
+                        return -EINVAL;
+                }
+                d->vsock_cid = (uint32_t) x;
+                return 0;
+        }
         if (streq(key, "cookie")) {
                 if (!streq(v, "none")) {
                         *ret_why = "the only value is none (use cookie-file = PATH for a secret)";
@@ -343,11 +381,75 @@ static int parse_domain_key(DomainConfig *d, const char *key, const char *v, con
         return -ENOENT;
 }
 
+static int parse_identity_key(IdentityConfig *id, const char *key, const char *v, const char **ret_why) {
+        if (streq(key, "key-file")) {
+                if (v[0] != '/') {
+                        *ret_why = "must be an absolute path";
+                        return -EINVAL;
+                }
+                return set_string(&id->key_file, v);
+        }
+        if (streq(key, "domain"))
+                return set_string(&id->domain, v);
+        if (streq(key, "uid")) {
+                /* "1000" or "1000 1001": each line adds. */
+                _cleanup_free_ char *copy = strdup(v);
+                char *save = NULL;
+                if (!copy)
+                        return -ENOMEM;
+                for (char *w = strtok_r(copy, " ,", &save); w; w = strtok_r(NULL, " ,", &save)) {
+                        unsigned long long x;
+                        if (parse_uint(w, UINT32_MAX - 1, &x) < 0) {
+                                *ret_why = "expected numeric uids separated by spaces or commas";
+                                return -EINVAL;
+                        }
+                        if (id->n_uids == IDENTITY_MAX_UIDS) {
+                                *ret_why = "at most 16 uids per introspector";
+                                return -EINVAL;
+                        }
+                        id->uids[id->n_uids++] = (uid_t) x;
+                }
+                return 0;
+        }
+        *ret_why = "unknown key";
+        return -ENOENT;
+}
+
+static bool section_name_valid(const char *name) {
+        return *name && strlen(name) <= 255 && !strpbrk(name, " \t/");
+}
+
+/* "[introspector NAME]": the identity NAME, created at its first key. */
+static int identity_section(Config *c, const char *name, IdentityConfig **ret, const char **ret_why) {
+        IdentityConfig **tail = &c->identities;
+
+        if (!section_name_valid(name)) {
+                *ret_why = "an introspector name must be 1 to 255 characters without spaces or '/'";
+                return -EINVAL;
+        }
+        for (; *tail; tail = &(*tail)->next)
+                if (streq((*tail)->name, name)) {
+                        *ret = *tail;
+                        return 0;
+                }
+        IdentityConfig *id = calloc(1, sizeof *id);
+        if (!id)
+                return -ENOMEM;
+        id->name = strdup(name);
+        if (!id->name) {
+                free(id);
+                return -ENOMEM;
+        }
+        *tail = id;
+        *ret = id;
+        return 0;
+}
+
 /* "[domain NAME]": the entry for NAME, created at its first key. */
 static int domain_section(Config *c, const char *name, DomainConfig **ret, const char **ret_why) {
         DomainConfig **tail = &c->domains;
 
-        if (!*name || strlen(name) > 255 || strpbrk(name, " \t/")) {
+        if (!section_name_valid(name)) {
                 *ret_why = "a domain name must be 1 to 255 characters without spaces or '/'";
                 return -EINVAL;
         }
@@ -420,7 +522,12 @@ static int config_ini_line(void *user, const char *section, const char *key, con
                 r = parse_daemon_key(st, key, value, &why);
         else if (streq(section, "kvmi"))
                 r = parse_kvmi_key(&st->config->kvmi, key, value, &why);
-        else if (strneq(section, "domain ", 7)) {
+        else if (strneq(section, "introspector ", 13)) {
+                IdentityConfig *id;
+                r = identity_section(st->config, section + 13, &id, &why);
+                if (r >= 0)
+                        r = parse_identity_key(id, key, value, &why);
+        } else if (strneq(section, "domain ", 7)) {
                 DomainConfig *d;
                 r = domain_section(st->config, section + 7, &d, &why);
                 if (r >= 0)
@@ -480,6 +587,87 @@ static Config *config_new_defaults(const char *runtime_dir) {
                 l->max_output_bytes = listener_defaults[i].max_output;
         }
         return TAKE_PTR(c);
+}
+
+/* A key is a secret: refuse a file others could read, or too short to be
+ * one, so a misconfigured identity never authenticates anyone. */
+static int load_key(IdentityConfig *id, const char **ret_why) {
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t buf[IDENTITY_KEY_MAX + 1];
+        struct stat st;
+        size_t len = 0;
+
+        fd = open(id->key_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                *ret_why = "cannot open the key file";
+                return negative_errno();
+        }
+        if (!S_ISREG(st.st_mode)) {
+                *ret_why = "the key file is not a regular file";
+                return -EINVAL;
+        }
+        if (st.st_mode & 0077) {
+                *ret_why = "the key file is readable or writable by group or others (chmod 0600 it)";
+                return -EPERM;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf + len, sizeof buf - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        *ret_why = "cannot read the key file";
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len == sizeof buf)
+                        break;
+        }
+        if (len < IDENTITY_KEY_MIN || len > IDENTITY_KEY_MAX) {
+                OPENSSL_cleanse(buf, sizeof buf);
+                *ret_why = len < IDENTITY_KEY_MIN ? "the key must be at least 32 bytes"
+                                                  : "the key must be at most 1024 bytes";
+                return -EINVAL;
+        }
+        id->key = malloc(len);
+        if (!id->key) {
+                OPENSSL_cleanse(buf, sizeof buf);
+                return -ENOMEM;
+        }
+        memcpy(id->key, buf, len);
+        id->key_len = len;
+        OPENSSL_cleanse(buf, sizeof buf);
+        return 0;
+}
+
+static int check_identities(Config *c, char **ret_error) {
+        const char *file = c->path ?: "configuration";
+
+        for (IdentityConfig *id = c->identities; id; id = id->next) {
+                const char *why = NULL;
+                bool about_key = false;
+                int r;
+
+                if (!id->key_file)
+                        why = "key-file = is missing";
+                else if (id->domain && !config_find_domain(c, id->domain))
+                        why = "domain = names no [domain] entry";
+                else {
+                        r = load_key(id, &why);
+                        if (r == -ENOMEM)
+                                return r;
+                        about_key = true;
+                }
+                if (!why)
+                        continue;
+                if (ret_error && asprintf(ret_error, "%s: [introspector %s]: %s%s%s%s", file, id->name, why,
+                                          about_key ? " (\"" : "", about_key ? id->key_file : "",
+                                          about_key ? "\")" : "") < 0)
+                        *ret_error = NULL;
+                return -EINVAL;
+        }
+        return 0;
 }
 
 /* What no single line shows: every domain has a UUID, and no two share one. */
@@ -560,6 +748,9 @@ int config_load(const char *path, const char *runtime_dir_override, Config **ret
                 return -ENOMEM;
         }
         r = check_domains(c, ret_error);
+        if (r < 0)
+                return r;
+        r = check_identities(c, ret_error);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(c);

@@ -4,13 +4,37 @@
  * expires, so a captured proof cannot be replayed anywhere else. */
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "kvmid.h"
 
 #define NONCE_BYTES 32
 #define NONCE_LIFETIME_SEC 30
+#define PROOF_BYTES 32
+#define AUTH_CONTEXT "kvmid-auth-v1"
+/* Failed attempts a peer may make per window before it must wait. */
+#define AUTH_MAX_FAILURES 5
+#define AUTH_WINDOW_SEC 60
+#define AUTH_PEERS_MAX 4096
+
+/* Failures per peer (uid or CID): a guessing peer is slowed down without
+ * learning anything about which part of its proof was wrong. */
+typedef struct AuthPeer {
+        char key[48];
+        unsigned failures;
+        uint64_t window_start_usec;
+        struct AuthPeer *next;
+} AuthPeer;
+
+struct IntrospectorState {
+        AuthPeer *peers;
+        size_t n_peers;
+        uint8_t dummy_key[IDENTITY_KEY_MIN];    /* for unknown names: same work either way */
+};
 
 typedef struct Nonce {
         uint8_t bytes[NONCE_BYTES];
@@ -52,8 +76,187 @@ static int introspector_hello(Call *call, struct json_object *parameters, void *
         return call_reply(call, reply);
 }
 
+int introspector_state_new(IntrospectorState **ret) {
+        IntrospectorState *st = calloc(1, sizeof *st);
+
+        if (!st)
+                return -ENOMEM;
+        if (RAND_bytes(st->dummy_key, sizeof st->dummy_key) != 1) {
+                free(st);
+                return -EIO;
+        }
+        *ret = st;
+        return 0;
+}
+
+IntrospectorState *introspector_state_free(IntrospectorState *st) {
+        if (!st)
+                return NULL;
+        while (st->peers) {
+                AuthPeer *p = st->peers;
+                st->peers = p->next;
+                free(p);
+        }
+        OPENSSL_cleanse(st->dummy_key, sizeof st->dummy_key);
+        free(st);
+        return NULL;
+}
+
+/* The peer identity the proof is bound to: the connection's uid on the
+ * Unix socket. */
+static void peer_binding(Conn *c, char *buf, size_t n) {
+        snprintf(buf, n, "unix:%u", (unsigned) conn_uid(c));
+}
+
+static AuthPeer *auth_peer(IntrospectorState *st, const char *key, uint64_t now) {
+        AuthPeer **pp;
+
+        for (pp = &st->peers; *pp; pp = &(*pp)->next)
+                if (streq((*pp)->key, key))
+                        return *pp;
+        /* Bounded: forget peers whose window has passed before adding. */
+        for (pp = &st->peers; *pp && st->n_peers >= AUTH_PEERS_MAX;) {
+                AuthPeer *p = *pp;
+                if (now - p->window_start_usec > AUTH_WINDOW_SEC * 1000000ULL) {
+                        *pp = p->next;
+                        free(p);
+                        st->n_peers--;
+                } else
+                        pp = &p->next;
+        }
+        if (st->n_peers >= AUTH_PEERS_MAX)
+                return NULL;
+        AuthPeer *p = calloc(1, sizeof *p);
+        if (!p)
+                return NULL;
+        snprintf(p->key, sizeof p->key, "%s", key);
+        p->window_start_usec = now;
+        p->next = st->peers;
+        st->peers = p;
+        st->n_peers++;
+        return p;
+}
+
+static int unhex_bytes(const char *hex, uint8_t *out, size_t n) {
+        if (strlen(hex) != 2 * n)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdefABCDEF", hex[2 * i]) ||
+                    !strchr("0123456789abcdefABCDEF", hex[2 * i + 1]))
+                        return -EINVAL;
+                out[i] = (uint8_t) v;
+        }
+        return 0;
+}
+
+int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[32], const char *name,
+                       const char *binding, uint8_t ret[32]) {
+        size_t nl = strlen(name), bl = strlen(binding), len = sizeof AUTH_CONTEXT + 32 + nl + 1 + bl;
+        _cleanup_free_ uint8_t *msg = malloc(len);
+        unsigned int outlen = 0;
+        uint8_t *p = msg;
+
+        if (!msg)
+                return -ENOMEM;
+        memcpy(p, AUTH_CONTEXT, sizeof AUTH_CONTEXT); /* with its NUL */
+        p += sizeof AUTH_CONTEXT;
+        memcpy(p, nonce, 32);
+        p += 32;
+        memcpy(p, name, nl + 1);
+        p += nl + 1;
+        memcpy(p, binding, bl);
+        if (!HMAC(EVP_sha256(), key, (int) key_len, msg, len, ret, &outlen) || outlen != 32)
+                return -EIO;
+        return 0;
+}
+
+static int introspector_authenticate(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        IntrospectorState *st = s->introspectors;
+        Conn *c = call_conn(call);
+        const char *name = json_object_get_string(json_object_object_get(parameters, "name"));
+        const char *proof_hex = json_object_get_string(json_object_object_get(parameters, "proof"));
+        const IdentityConfig *id = config_find_identity(s->config, name);
+        Nonce *n = conn_get_data(c, "introspector.nonce");
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        uint8_t proof[PROOF_BYTES], want[PROOF_BYTES], nonce[NONCE_BYTES] = {};
+        char binding[48];
+        bool ok;
+        AuthPeer *peer;
+        int r;
+
+        peer_binding(c, binding, sizeof binding);
+        peer = auth_peer(st, binding, now);
+        if (peer && now - peer->window_start_usec > AUTH_WINDOW_SEC * 1000000ULL) {
+                peer->failures = 0;
+                peer->window_start_usec = now;
+        }
+        if (!peer || peer->failures >= AUTH_MAX_FAILURES) {
+                uint64_t left = peer ? AUTH_WINDOW_SEC * 1000000ULL - (now - peer->window_start_usec) : 1000000;
+                struct json_object *p = json_object_new_object();
+                if (!p)
+                        return -ENOMEM;
+                json_object_object_add(p, "retry_after", json_object_new_int64((int64_t) (left / 1000000 + 1)));
+                log_notice("introspector authentication: too many failures from %s, refusing for now", binding);
+                return call_reply_error(call, "io.kvmid.Introspector.TooManyAttempts", p);
+        }
+
+        /* Every check runs whatever the outcome of the others: the work and
+         * the answer do not depend on which part is wrong. */
+        ok = n && now < n->expires_usec;
+        if (n)
+                memcpy(nonce, n->bytes, sizeof nonce);
+        (void) conn_set_data(c, "introspector.nonce", NULL, NULL); /* used up */
+        ok &= unhex_bytes(proof_hex, proof, sizeof proof) == 0;
+        r = id ? introspector_proof(id->key, id->key_len, nonce, name, binding, want)
+               : introspector_proof(st->dummy_key, sizeof st->dummy_key, nonce, name, binding, want);
+        if (r < 0)
+                return r;
+        ok &= CRYPTO_memcmp(proof, want, sizeof want) == 0;
+        ok &= id != NULL;
+        if (ok && id->n_uids > 0) {
+                bool uid_ok = false;
+                for (size_t i = 0; i < id->n_uids; i++)
+                        uid_ok |= id->uids[i] == conn_uid(c);
+                ok &= uid_ok;
+        }
+        /* A domain-bound identity authenticates over vsock only. */
+        ok &= !(id && id->domain);
+        OPENSSL_cleanse(want, sizeof want);
+
+        if (!ok) {
+                peer->failures++;
+                log_notice("introspector authentication failed for \"%s\" from %s (pid %d)", name, binding,
+                           (int) conn_pid(c));
+                return call_reply_error(call, "io.kvmid.Introspector.AuthenticationFailed", NULL);
+        }
+        peer->failures = 0;
+        char *who = strdup(name);
+        if (!who)
+                return -ENOMEM;
+        r = conn_set_data(c, "introspector.identity", who, free);
+        if (r < 0) {
+                free(who);
+                return r;
+        }
+        conn_set_state(c, conn_state(c) | CONN_STATE_AUTHENTICATED);
+        log_info("introspector \"%s\" authenticated from %s (pid %d)", name, binding, (int) conn_pid(c));
+
+        struct json_object *reply = json_object_new_object();
+        if (!reply)
+                return -ENOMEM;
+        json_object_object_add(reply, "introspector", json_object_new_string(name));
+        return call_reply(call, reply);
+}
+
+const char *introspector_identity(const Conn *c) {
+        return conn_get_data(c, "introspector.identity");
+}
+
 static const MethodEntry introspector_methods[] = {
         { "Hello", introspector_hello, ROLE_INTROSPECTOR, CONN_STATE_ANY, false },
+        { "Authenticate", introspector_authenticate, ROLE_INTROSPECTOR, CONN_STATE_ANY, false },
 };
 
 const InterfaceTable introspector_interface = {

@@ -29,6 +29,7 @@ typedef struct ListenerStats ListenerStats;
 typedef struct Domain Domain;
 typedef struct Channel Channel;
 typedef struct ChannelServer ChannelServer;
+typedef struct IntrospectorState IntrospectorState;
 
 /* ---- log.c ------------------------------------------------------------ */
 
@@ -104,8 +105,24 @@ typedef struct DomainConfig {
         DomainRole role;
         char *cookie_file;              /* NULL and !cookie_none: refused at handshake */
         bool cookie_none;               /* explicitly no cookie: any QEMU may claim it */
+        uint32_t vsock_cid;             /* 0: none known */
         struct DomainConfig *next;      /* in file order */
 } DomainConfig;
+
+/* [introspector NAME]: an identity that may authenticate. */
+#define IDENTITY_KEY_MIN 32
+#define IDENTITY_KEY_MAX 1024
+#define IDENTITY_MAX_UIDS 16
+typedef struct IdentityConfig {
+        char *name;
+        char *key_file;
+        uint8_t *key;                   /* read at load; cleansed on free */
+        size_t key_len;
+        char *domain;                   /* vsock peers must be this domain (its vsock-cid) */
+        uid_t uids[IDENTITY_MAX_UIDS];  /* Unix peers must have one of these, if any */
+        size_t n_uids;
+        struct IdentityConfig *next;
+} IdentityConfig;
 
 struct Config {
         char *path;                /* NULL: built-in defaults only */
@@ -119,6 +136,7 @@ struct Config {
         ListenerConfig listeners[N_ROLES];
         KvmiConfig kvmi;
         DomainConfig *domains;
+        IdentityConfig *identities;
 };
 
 /* Build the defaults for runtime_dir, then apply the file (if path non-NULL).
@@ -130,6 +148,7 @@ ListenerConfig *config_listener(Config *c, Role role);
 const char *role_to_string(Role role);
 const char *domain_role_to_string(DomainRole role);
 const DomainConfig *config_find_domain(const Config *c, const char *name);
+const IdentityConfig *config_find_identity(const Config *c, const char *name);
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case. 0 or -EINVAL. */
 int uuid_from_string(const char *s, uint8_t ret[16]);
 /* Lower case, 37 bytes with the NUL. */
@@ -273,6 +292,7 @@ struct Server {
         struct Certification *certification;
         Domain *domains;             /* domain.c */
         ChannelServer *channels;     /* channel.c */
+        IntrospectorState *introspectors; /* introspector.c */
         int kvmi_fd_passed;          /* socket-activation fd named "kvmi", or -EBADF */
 };
 
@@ -394,3 +414,13 @@ void channel_server_stop(Server *s);
 unsigned channel_server_count(const Server *s);
 /* Close d's channel (admin request, domain gone). */
 void channel_close(Channel *ch, const char *reason);
+
+/* ---- introspector.c: io.kvmid.Introspector --------------------------------- */
+
+int introspector_state_new(IntrospectorState **ret);
+IntrospectorState *introspector_state_free(IntrospectorState *st);
+/* The authentication proof (see io.kvmid.Introspector.varlink). */
+int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[32], const char *name,
+                       const char *binding, uint8_t ret[32]);
+/* The identity a connection authenticated as, or NULL. */
+const char *introspector_identity(const Conn *c);

@@ -353,6 +353,12 @@ int server_new(struct event_base *base, Config *config, Server **ret) {
                 event_free(s->ev_reap);
                 return r;
         }
+        r = introspector_state_new(&s->introspectors);
+        if (r < 0) {
+                dispatch_free(s->dispatch);
+                event_free(s->ev_reap);
+                return r;
+        }
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -372,6 +378,7 @@ Server *server_free(Server *s) {
         }
         channel_server_stop(s);
         domain_registry_free(s);
+        introspector_state_free(s->introspectors);
         safe_close(s->kvmi_fd_passed);
         event_free(s->ev_reap);
         dispatch_free(s->dispatch);

@@ -182,3 +182,80 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+KVMI_SIM = os.environ.get("KVMI_SIM", "kvmi-sim")
+
+
+def domains_config(dirpath, domains, extra=""):
+    """kvmid.conf text for target domains [(name, uuid, cookie bytes or None)];
+    cookie files are written into dirpath (mode 0600)."""
+    text = extra
+    for name, uuid, cookie in domains:
+        text += "[domain %s]\nuuid = %s\n" % (name, uuid)
+        if cookie is None:
+            text += "cookie = none\n"
+        else:
+            path = os.path.join(dirpath, "cookie-" + name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, cookie)
+            os.close(fd)
+            text += "cookie-file = %s\n" % path
+    return text
+
+
+def kvmi_socket(daemon):
+    return os.path.join(daemon.runtime, "kvmi")
+
+
+def run_sim(args, timeout=60):
+    """kvmi-sim in one-shot mode: (exit code, report dict or None, stderr)."""
+    p = subprocess.run([KVMI_SIM] + list(args), capture_output=True, text=True, timeout=timeout)
+    try:
+        report = json.loads(p.stdout) if p.stdout.strip() else None
+    except ValueError:
+        report = None
+    return p.returncode, report, p.stderr
+
+
+class Sim:
+    """kvmi-sim in control mode: JSON-lines commands over its control socket."""
+
+    def __init__(self, args, workdir, timeout=30):
+        self.path = os.path.join(workdir, "sim-%d.ctl" % id(self))
+        self.err = open(os.path.join(workdir, "sim-%d.err" % id(self)), "w+")
+        self.proc = subprocess.Popen([KVMI_SIM, "--control", self.path] + list(args),
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError("kvmi-sim did not start: %r %s" % (line, self.stderr()))
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(self.path)
+        self.f = self.sock.makefile("rw")
+
+    def stderr(self):
+        self.err.flush()
+        self.err.seek(0)
+        return self.err.read()
+
+    def cmd(self, **kw):
+        self.f.write(json.dumps(kw) + "\n")
+        self.f.flush()
+        line = self.f.readline()
+        if not line:
+            raise RuntimeError("kvmi-sim closed its control socket: " + self.stderr())
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.cmd(cmd="quit")
+        except (OSError, RuntimeError, ValueError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+        self.err.close()
