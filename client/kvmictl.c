@@ -8,9 +8,12 @@
 #include <string.h>
 
 #include "kvmictl.h"
+#include "policy.h"
 #include "varlink-client.h"
 
 #define DEFAULT_SOCKET RUNSTATEDIR "/kvmid/io.kvmid.Admin"
+
+#define MAX_LABELS 64
 
 typedef enum JsonMode { JSON_OFF, JSON_PRETTY, JSON_SHORT } JsonMode;
 
@@ -20,8 +23,18 @@ typedef struct Ctx {
         bool legend;
         unsigned timeout_sec;
         bool more, oneway;
+        const char *introspector, *target, *perm;
+        const char *labels[MAX_LABELS];
+        size_t n_labels;
+        unsigned given;                 /* VERB_OPT_* seen on the command line */
         VarlinkClient *client;
 } Ctx;
+
+/* Options only some verbs take. */
+enum {
+        VERB_OPT_CALL = 1U << 0,        /* --more, --oneway */
+        VERB_OPT_EXPLAIN = 1U << 1,     /* --introspector, --target, --perm, --label */
+};
 
 typedef struct Verb {
         const char *name;
@@ -29,7 +42,7 @@ typedef struct Verb {
         const char *help;
         int min_args, max_args;         /* after the verb */
         int (*run)(Ctx *ctx, int argc, char **argv);
-        bool call_options;              /* accepts --more / --oneway */
+        unsigned options;               /* VERB_OPT_*: the verb-specific options it takes */
 } Verb;
 
 static int errorf(int code, const char *fmt, ...) _printf_(2, 3);
@@ -392,13 +405,111 @@ static int verb_domain(Ctx *ctx, int argc, char **argv) {
         return EXIT_OK;
 }
 
+static int policy_check(Ctx *ctx, const char *file, const char *dir) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = policy_load(file, dir, &p, &error);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", error ?: strerror(-r));
+                return EXIT_FAIL;
+        }
+        if (ctx->json != JSON_OFF) {
+                _cleanup_json_ struct json_object *o = json_object_new_object();
+                if (!o)
+                        return errorf(EXIT_FAIL, "out of memory");
+                json_object_object_add(o, "file", json_object_new_string(file));
+                json_object_object_add(o, "rules", json_object_new_int64((int64_t) policy_n_rules(p)));
+                json_object_object_add(o, "default",
+                                       json_object_new_string(policy_verdict_to_string(policy_default_verdict(p))));
+                json_object_object_add(o, "digest", json_object_new_string(policy_digest(p)));
+                return print_json(ctx, o) < 0 ? EXIT_FAIL : EXIT_OK;
+        }
+        printf("%s%s%s: OK, %zu rules, default %s, digest %s\n", file, dir ? " + " : "", dir ?: "", policy_n_rules(p),
+               policy_verdict_to_string(policy_default_verdict(p)), policy_digest(p));
+        return EXIT_OK;
+}
+
+static int policy_explain_verb(Ctx *ctx) {
+        _cleanup_json_ struct json_object *params = json_object_new_object(), *reply = NULL;
+        int r;
+
+        if (!ctx->introspector || !ctx->target || !ctx->perm)
+                return errorf(EXIT_USAGE, "policy explain needs --introspector, --target and --perm");
+        if (!params)
+                return errorf(EXIT_FAIL, "out of memory");
+        json_object_object_add(params, "introspector", json_object_new_string(ctx->introspector));
+        json_object_object_add(params, "target", json_object_new_string(ctx->target));
+        json_object_object_add(params, "permission", json_object_new_string(ctx->perm));
+        if (ctx->n_labels > 0) {
+                struct json_object *a = json_object_new_array();
+                if (!a)
+                        return errorf(EXIT_FAIL, "out of memory");
+                for (size_t i = 0; i < ctx->n_labels; i++)
+                        json_object_array_add(a, json_object_new_string(ctx->labels[i]));
+                json_object_object_add(params, "labels", a);
+        }
+        r = call_simple(ctx, "io.kvmid.Admin.ExplainPolicy", params, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        fputs(get_str(reply, "text"), stdout);
+        return EXIT_OK;
+}
+
+static int verb_policy(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        const char *sub = argv[0];
+        int r;
+
+        if (streq(sub, "check")) {
+                if (argc < 2)
+                        return errorf(EXIT_USAGE, "policy check needs a FILE (and optionally a drop-in DIR)");
+                return policy_check(ctx, argv[1], argc > 2 ? argv[2] : NULL);
+        }
+        if (argc > 1)
+                return errorf(EXIT_USAGE, "policy %s takes no arguments", sub);
+        if (streq(sub, "explain"))
+                return policy_explain_verb(ctx);
+        if (streq(sub, "show")) {
+                r = call_simple(ctx, "io.kvmid.Admin.GetPolicy", NULL, &reply);
+                if (r != 0)
+                        return r;
+                if (ctx->json != JSON_OFF)
+                        return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+                if (ctx->legend)
+                        printf("# %s%s, %" PRId64 " rules, digest %s\n",
+                               json_object_get_boolean(json_object_object_get(reply, "builtin"))
+                                       ? "built-in (no rules file "
+                                       : "from ",
+                               get_str(reply, "file"), get_int(reply, "rules"), get_str(reply, "digest"));
+                fputs(get_str(reply, "text"), stdout);
+                return EXIT_OK;
+        }
+        if (streq(sub, "reload")) {
+                r = call_simple(ctx, "io.kvmid.Admin.ReloadPolicy", NULL, &reply);
+                if (r != 0)
+                        return r;
+                if (ctx->json != JSON_OFF)
+                        return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+                printf("policy %s: %" PRId64 " rules, digest %s\n",
+                       json_object_get_boolean(json_object_object_get(reply, "changed")) ? "reloaded" : "unchanged",
+                       get_int(reply, "rules"), get_str(reply, "digest"));
+                return EXIT_OK;
+        }
+        return errorf(EXIT_USAGE, "unknown policy command \"%s\" (check, show, reload, explain)", sub);
+}
+
 static const Verb verbs[] = {
-        { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, false },
-        { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, false },
-        { "domain", "NAME|UUID", "one domain: capabilities, counters, recent guest requests", 1, 1, verb_domain,
-          false },
-        { "introspect", "[INTERFACE]", "service info, or an interface's description", 0, 1, verb_introspect, false },
-        { "call", "METHOD [JSON]", "call a varlink method (--more, --oneway)", 1, 2, verb_call, true },
+        { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, 0 },
+        { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, 0 },
+        { "domain", "NAME|UUID", "one domain: capabilities, counters, recent guest requests", 1, 1, verb_domain, 0 },
+        { "policy", "check FILE [DIR]|show|reload|explain", "check offline, show, reload or explain the policy", 1, 3,
+          verb_policy, VERB_OPT_EXPLAIN },
+        { "introspect", "[INTERFACE]", "service info, or an interface's description", 0, 1, verb_introspect, 0 },
+        { "call", "METHOD [JSON]", "call a varlink method (--more, --oneway)", 1, 2, verb_call, VERB_OPT_CALL },
 };
 
 static void help(void) {
@@ -417,6 +528,10 @@ static void help(void) {
                "  -t, --timeout SECONDS       give up waiting for kvmid (default 30, 0 = never)\n"
                "      --more                  with call: stream replies until the last\n"
                "      --oneway                with call: send and do not wait\n"
+               "      --introspector NAME     with policy explain: the introspector asking\n"
+               "      --target NAME|UUID      with policy explain: the target domain\n"
+               "      --perm PERM             with policy explain: attach, events or map\n"
+               "      --label LABEL           with policy explain: assume the target has LABEL\n"
                "  -V, --version               print the version\n"
                "  -h, --help                  print this help\n\n"
                "Exit status: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found.\n"
@@ -425,7 +540,7 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, int *ret_optind) {
-        enum { ARG_NO_LEGEND = 0x100, ARG_MORE, ARG_ONEWAY };
+        enum { ARG_NO_LEGEND = 0x100, ARG_MORE, ARG_ONEWAY, ARG_INTROSPECTOR, ARG_TARGET, ARG_PERM, ARG_LABEL };
         static const struct option longopts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", optional_argument, NULL, 'j' },
@@ -433,6 +548,10 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                 { "timeout", required_argument, NULL, 't' },
                 { "more", no_argument, NULL, ARG_MORE },
                 { "oneway", no_argument, NULL, ARG_ONEWAY },
+                { "introspector", required_argument, NULL, ARG_INTROSPECTOR },
+                { "target", required_argument, NULL, ARG_TARGET },
+                { "perm", required_argument, NULL, ARG_PERM },
+                { "label", required_argument, NULL, ARG_LABEL },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -467,9 +586,29 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                         break;
                 case ARG_MORE:
                         ctx->more = true;
+                        ctx->given |= VERB_OPT_CALL;
                         break;
                 case ARG_ONEWAY:
                         ctx->oneway = true;
+                        ctx->given |= VERB_OPT_CALL;
+                        break;
+                case ARG_INTROSPECTOR:
+                        ctx->introspector = optarg;
+                        ctx->given |= VERB_OPT_EXPLAIN;
+                        break;
+                case ARG_TARGET:
+                        ctx->target = optarg;
+                        ctx->given |= VERB_OPT_EXPLAIN;
+                        break;
+                case ARG_PERM:
+                        ctx->perm = optarg;
+                        ctx->given |= VERB_OPT_EXPLAIN;
+                        break;
+                case ARG_LABEL:
+                        if (ctx->n_labels == MAX_LABELS)
+                                return errorf(EXIT_USAGE, "at most %d --label options", MAX_LABELS);
+                        ctx->labels[ctx->n_labels++] = optarg;
+                        ctx->given |= VERB_OPT_EXPLAIN;
                         break;
                 case 'V':
                         printf("kvmictl %s\n", PACKAGE_VERSION);
@@ -496,8 +635,10 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                               verb->min_args == verb->max_args ? "" : nargs < verb->min_args ? "at least " : "at most ",
                               nargs < verb->min_args ? verb->min_args : verb->max_args,
                               (nargs < verb->min_args ? verb->min_args : verb->max_args) == 1 ? "" : "s", nargs);
-        if ((ctx->more || ctx->oneway) && !verb->call_options)
+        if ((ctx->given & VERB_OPT_CALL) && !(verb->options & VERB_OPT_CALL))
                 return errorf(EXIT_USAGE, "--more and --oneway only go with call");
+        if ((ctx->given & VERB_OPT_EXPLAIN) && !(verb->options & VERB_OPT_EXPLAIN))
+                return errorf(EXIT_USAGE, "--introspector, --target, --perm and --label only go with policy explain");
         *ret_verb = verb;
         *ret_optind = optind + 1;
         return 0;

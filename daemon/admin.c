@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* io.kvmid.Admin: what operators ask kvmid through kvmictl. */
 
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "kvmid.h"
 
 static struct json_object *listener_status(Server *s, Role role) {
@@ -46,6 +49,8 @@ static int admin_get_status(Call *call, struct json_object *parameters, void *us
         for (const Domain *d = s->domains; d; d = d->next)
                 ready += d->kvmi_state == DOMAIN_KVMI_READY;
         json_object_object_add(reply, "domains_ready", json_object_new_int64((int64_t) ready));
+        json_object_object_add(reply, "policy_digest", json_object_new_string(policy_digest(s->policy)));
+        json_object_object_add(reply, "policy_rules", json_object_new_int64((int64_t) policy_n_rules(s->policy)));
         for (unsigned i = 0; i < N_ROLES; i++) {
                 struct json_object *o = listener_status(s, (Role) (1U << i));
                 if (!o)
@@ -201,10 +206,147 @@ static int admin_get_domain(Call *call, struct json_object *parameters, void *us
         return call_reply(call, TAKE_PTR(reply));
 }
 
+static int admin_get_policy(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        _cleanup_free_ char *text = NULL;
+        struct json_object *reply;
+        int r;
+
+        r = policy_format(s->policy, &text);
+        if (r < 0)
+                return r;
+        reply = json_object_new_object();
+        if (!reply)
+                return -ENOMEM;
+        json_object_object_add(reply, "text", json_object_new_string(text));
+        json_object_object_add(reply, "digest", json_object_new_string(policy_digest(s->policy)));
+        json_object_object_add(reply, "rules", json_object_new_int64((int64_t) policy_n_rules(s->policy)));
+        json_object_object_add(reply, "default",
+                               json_object_new_string(policy_verdict_to_string(policy_default_verdict(s->policy))));
+        json_object_object_add(reply, "file", json_object_new_string(s->config->policy.file));
+        json_object_object_add(reply, "directory", json_object_new_string(s->config->policy.directory));
+        json_object_object_add(reply, "builtin", json_object_new_boolean(s->policy_builtin));
+        json_object_object_add(reply, "loaded_usec", json_object_new_uint64(s->policy_loaded_usec));
+        return call_reply(call, reply);
+}
+
+static int admin_reload_policy(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        _cleanup_free_ char *error = NULL;
+        Policy *before = policy_ref(s->policy);
+        struct json_object *reply;
+        int r;
+
+        r = authz_reload(s, &error);
+        if (r < 0) {
+                policy_unref(before);
+                if (!error)
+                        return r;
+                reply = json_object_new_object();
+                if (!reply)
+                        return -ENOMEM;
+                json_object_object_add(reply, "error", json_object_new_string(error));
+                return call_reply_error(call, "io.kvmid.Admin.PolicyInvalid", reply);
+        }
+        reply = json_object_new_object();
+        if (!reply) {
+                policy_unref(before);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "digest", json_object_new_string(policy_digest(s->policy)));
+        json_object_object_add(reply, "rules", json_object_new_int64((int64_t) policy_n_rules(s->policy)));
+        json_object_object_add(reply, "changed", json_object_new_boolean(before != s->policy));
+        policy_unref(before);
+        return call_reply(call, reply);
+}
+
+static struct json_object *limits_to_json(const PolicyLimits *l) {
+        struct json_object *o = json_object_new_object(), *gpa = json_object_new_array();
+        char buf[64];
+
+        if (!o || !gpa) {
+                json_object_put(o);
+                json_object_put(gpa);
+                return NULL;
+        }
+        json_object_object_add(o, "max_mappings", json_object_new_int64(l->max_mappings));
+        for (size_t i = 0; i < l->n_gpa_ranges; i++) {
+                snprintf(buf, sizeof buf, "0x%" PRIx64 "-0x%" PRIx64, l->gpa_ranges[i].start, l->gpa_ranges[i].end);
+                json_object_array_add(gpa, json_object_new_string(buf));
+        }
+        json_object_object_add(o, "gpa", gpa);
+        if (l->rate_count) {
+                snprintf(buf, sizeof buf, "%u/%s", l->rate_count,
+                         l->rate_period_sec == 1 ? "s" : l->rate_period_sec == 60 ? "min" : "h");
+                json_object_object_add(o, "rate", json_object_new_string(buf));
+        } else
+                json_object_object_add(o, "rate", NULL);
+        return o;
+}
+
+static int admin_explain_policy(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *introspector = json_object_get_string(json_object_object_get(parameters, "introspector"));
+        const char *target = json_object_get_string(json_object_object_get(parameters, "target"));
+        const char *perm_name = json_object_get_string(json_object_object_get(parameters, "permission"));
+        struct json_object *extra = json_object_object_get(parameters, "labels");
+        size_t n_extra = extra ? json_object_array_length(extra) : 0;
+        const Domain *d = domain_find(s, target);
+        _cleanup_free_ const char **labels = NULL;
+        _cleanup_free_ char *text = NULL, *rule = NULL;
+        PolicyRequest req = { .introspector = introspector };
+        PolicyPermission perm;
+        PolicyDecision dec;
+        uint8_t uuid[16];
+        size_t n = 0;
+        int r;
+
+        if (policy_perm_from_string(perm_name, &perm) < 0)
+                return call_reply_invalid_parameter(call, "permission");
+        labels = calloc((d ? d->n_labels : 0) + n_extra + 1, sizeof *labels);
+        if (!labels)
+                return -ENOMEM;
+        for (size_t i = 0; d && i < d->n_labels; i++)
+                labels[n++] = d->labels[i];
+        for (size_t i = 0; i < n_extra; i++)
+                labels[n++] = json_object_get_string(json_object_array_get_idx(extra, i));
+        req.perm = perm;
+        req.target_labels = labels;
+        req.n_target_labels = n;
+        if (d) {
+                req.target_name = d->name;
+                req.target_uuid = d->uuid;
+        } else if (uuid_from_string(target, uuid) == 0)
+                req.target_uuid = uuid;
+        else
+                req.target_name = target;
+        r = policy_explain(s->policy, &req, &dec, &text);
+        if (r < 0)
+                return r;
+        r = policy_format_rule(s->policy, dec.rule, &rule);
+        if (r < 0)
+                return r;
+
+        struct json_object *reply = json_object_new_object();
+        if (!reply)
+                return -ENOMEM;
+        json_object_object_add(reply, "decision", json_object_new_string(policy_verdict_to_string(dec.verdict)));
+        json_object_object_add(reply, "rule", json_object_new_string(rule));
+        json_object_object_add(reply, "file", json_object_new_string(dec.file));
+        json_object_object_add(reply, "line", json_object_new_int64(dec.line));
+        json_object_object_add(reply, "default", json_object_new_boolean(dec.is_default));
+        json_object_object_add(reply, "limits", dec.verdict == POLICY_ALLOW ? limits_to_json(&dec.limits) : NULL);
+        json_object_object_add(reply, "text", json_object_new_string(text));
+        return call_reply(call, reply);
+}
+
 static const MethodEntry admin_methods[] = {
         { "GetStatus", admin_get_status, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "ListDomains", admin_list_domains, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "GetDomain", admin_get_domain, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "GetPolicy", admin_get_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "ReloadPolicy", admin_reload_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "ExplainPolicy", admin_explain_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
 };
 
 const InterfaceTable admin_interface = {

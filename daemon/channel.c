@@ -754,13 +754,15 @@ static void channel_on_read(evutil_socket_t fd, short what, void *userdata) {
                         return;
                 }
                 n = read(ch->fd, ch->in + ch->in_len, ch->in_cap - ch->in_len);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                return;
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return;
+                if (n < 0 && errno != ECONNRESET) {
                         channel_fail(ch, "read failed: %s", strerror(errno));
                         return;
                 }
-                if (n == 0) {
+                /* A reset is a hang-up with our last write unread (QEMU
+                 * closing on a cookie mismatch does that). */
+                if (n <= 0) {
                         if (ch->state == CHANNEL_PROBE && ch->domain && ch->domain->kvmi_version == 0)
                                 channel_fail(ch, "closed by the peer before GET_VERSION was answered "
                                                  "(cookie mismatch, or QEMU gave up)");

@@ -113,6 +113,9 @@ static IdentityConfig *identity_config_free(IdentityConfig *i) {
 static DomainConfig *domain_config_free(DomainConfig *d) {
         if (!d)
                 return NULL;
+        for (size_t i = 0; i < d->n_labels; i++)
+                free(d->labels[i]);
+        free(d->labels);
         free(d->name);
         free(d->cookie_file);
         free(d);
@@ -132,6 +135,8 @@ Config *config_free(Config *c) {
                 c->identities = i->next;
                 identity_config_free(i);
         }
+        free(c->policy.file);
+        free(c->policy.directory);
         free(c->kvmi.socket_path);
         free(c->kvmi.group);
         for (size_t i = 0; i < N_ROLES; i++) {
@@ -358,6 +363,26 @@ static int parse_domain_key(DomainConfig *d, const char *key, const char *v, con
                 d->cookie_none = false;
                 return set_string(&d->cookie_file, v);
         }
+        if (streq(key, "label")) {
+                char **l;
+                if (!*v || strlen(v) > 255) {
+                        *ret_why = "a label is 1 to 255 characters";
+                        return -EINVAL;
+                }
+                if (d->n_labels >= 64) {
+                        *ret_why = "at most 64 labels per domain";
+                        return -EINVAL;
+                }
+                l = realloc(d->labels, (d->n_labels + 1) * sizeof *l);
+                if (!l)
+                        return -ENOMEM;
+                d->labels = l;
+                l[d->n_labels] = strdup(v);
+                if (!l[d->n_labels])
+                        return -ENOMEM;
+                d->n_labels++;
+                return 0;
+        }
         if (streq(key, "vsock-cid")) {
                 unsigned long long x;
                 /* 0-2 are the hypervisor, local and host addresses, never a guest. */
@@ -379,6 +404,18 @@ static int parse_domain_key(DomainConfig *d, const char *key, const char *v, con
         }
         *ret_why = "unknown key";
         return -ENOENT;
+}
+
+static int parse_policy_key(PolicyConfig *p, const char *key, const char *v, const char **ret_why) {
+        if (!streq(key, "file") && !streq(key, "directory")) {
+                *ret_why = "unknown key";
+                return -ENOENT;
+        }
+        if (v[0] != '/') {
+                *ret_why = "must be an absolute path";
+                return -EINVAL;
+        }
+        return set_string(streq(key, "file") ? &p->file : &p->directory, v);
 }
 
 static int parse_identity_key(IdentityConfig *id, const char *key, const char *v, const char **ret_why) {
@@ -520,6 +557,8 @@ static int config_ini_line(void *user, const char *section, const char *key, con
                 return 1;
         if (streq(section, "daemon"))
                 r = parse_daemon_key(st, key, value, &why);
+        else if (streq(section, "policy"))
+                r = parse_policy_key(&st->config->policy, key, value, &why);
         else if (streq(section, "kvmi"))
                 r = parse_kvmi_key(&st->config->kvmi, key, value, &why);
         else if (strneq(section, "introspector ", 13)) {
@@ -565,6 +604,10 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->max_connections_per_uid = 1024;
         c->idle_timeout_sec = 600;
         c->write_timeout_sec = 30;
+        c->policy.file = strdup(SYSCONFDIR "/kvmid/policy");
+        c->policy.directory = strdup(SYSCONFDIR "/kvmid/policy.d");
+        if (!c->policy.file || !c->policy.directory)
+                return NULL;
         c->kvmi.mode = 0660;
         c->kvmi.group = strdup("kvm");
         c->kvmi.handshake_timeout_sec = 10;

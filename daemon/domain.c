@@ -10,9 +10,17 @@
 
 #include "kvmid.h"
 
+static void domain_free_labels(Domain *d) {
+        for (size_t i = 0; i < d->n_labels; i++)
+                free(d->labels[i]);
+        d->labels = mfree(d->labels);
+        d->n_labels = 0;
+}
+
 static Domain *domain_free(Domain *d) {
         if (!d)
                 return NULL;
+        domain_free_labels(d);
         free(d->name);
         free(d->cookie_file);
         free(d->qemu_name);
@@ -41,6 +49,22 @@ static int domain_configure(Domain *d, const DomainConfig *dc, unsigned recent_e
                 d->recent_size = recent_events;
                 d->recent_count = d->recent_next = 0;
         }
+        char **labels = dc->n_labels ? calloc(dc->n_labels, sizeof *labels) : NULL;
+        if (dc->n_labels && !labels) {
+                free(cookie);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < dc->n_labels; i++)
+                if (!(labels[i] = strdup(dc->labels[i]))) {
+                        while (i > 0)
+                                free(labels[--i]);
+                        free(labels);
+                        free(cookie);
+                        return -ENOMEM;
+                }
+        domain_free_labels(d);
+        d->labels = labels;
+        d->n_labels = dc->n_labels;
         free(d->cookie_file);
         d->cookie_file = cookie;
         d->cookie_none = dc->cookie_none;

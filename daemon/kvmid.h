@@ -16,6 +16,7 @@
 
 #include "kvmi.h"
 #include "macro.h"
+#include "policy.h"
 #include "varlink-idl.h"
 #include "varlink-wire.h"
 
@@ -106,8 +107,16 @@ typedef struct DomainConfig {
         char *cookie_file;              /* NULL and !cookie_none: refused at handshake */
         bool cookie_none;               /* explicitly no cookie: any QEMU may claim it */
         uint32_t vsock_cid;             /* 0: none known */
+        char **labels;                  /* policy labels (label = ..., repeatable) */
+        size_t n_labels;
         struct DomainConfig *next;      /* in file order */
 } DomainConfig;
+
+/* [policy] */
+typedef struct PolicyConfig {
+        char *file;                     /* main rules file */
+        char *directory;                /* drop-ins: *.policy in lexical order */
+} PolicyConfig;
 
 /* [introspector NAME]: an identity that may authenticate. */
 #define IDENTITY_KEY_MIN 32
@@ -135,6 +144,7 @@ struct Config {
         bool certification;          /* serve org.varlink.certification on admin */
         ListenerConfig listeners[N_ROLES];
         KvmiConfig kvmi;
+        PolicyConfig policy;
         DomainConfig *domains;
         IdentityConfig *identities;
 };
@@ -292,6 +302,9 @@ struct Server {
         struct Certification *certification;
         Domain *domains;             /* domain.c */
         ChannelServer *channels;     /* channel.c */
+        Policy *policy;              /* authz.c: the snapshot in force */
+        bool policy_builtin;         /* no rules file: the built-in "default deny" */
+        uint64_t policy_loaded_usec; /* CLOCK_REALTIME */
         IntrospectorState *introspectors; /* introspector.c */
         int kvmi_fd_passed;          /* socket-activation fd named "kvmi", or -EBADF */
 };
@@ -358,6 +371,8 @@ struct Domain {
         uint8_t uuid[16];
         char uuid_str[37];
         DomainRole role;
+        char **labels;              /* for policy label: objects */
+        size_t n_labels;
         char *cookie_file;          /* NULL: see cookie_none */
         bool cookie_none;
         bool configured;            /* has a [domain] entry in the configuration in force */
@@ -424,3 +439,19 @@ int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[3
                        const char *binding, uint8_t ret[32]);
 /* The identity a connection authenticated as, or NULL. */
 const char *introspector_identity(const Conn *c);
+
+/* ---- authz.c: the policy in force ------------------------------------------ */
+
+/* Load the configured policy: a missing rules file means the built-in
+ * "default deny" (logged); any other problem is an error in *ret_error
+ * ("file:line:col: message"). */
+int authz_load(const Config *c, Policy **ret, bool *ret_builtin, char **ret_error);
+/* Start: load or fail. */
+int authz_start(Server *s);
+/* Reload from s->config's paths; the new snapshot replaces the old only if
+ * it loads whole.  Returns 0 (changed or not), or -errno with *ret_error. */
+int authz_reload(Server *s, char **ret_error);
+/* Decide perm for introspector on target (by the domain's name, UUID and
+ * labels; extra_labels are added, for explain). */
+int authz_check(Server *s, const char *introspector, const char *target_name, const uint8_t *target_uuid,
+                const char *const *labels, size_t n_labels, PolicyPermission perm, PolicyDecision *ret);

@@ -131,6 +131,7 @@ static void on_reload(evutil_socket_t sig, short what, void *userdata) {
                 server_apply_config(d->server, c);
                 log_info("configuration reloaded%s%s", c->path ? " from " : "", c->path ?: "");
         }
+        (void) authz_reload(d->server, NULL);
         (void) sd_notify(false, "READY=1\nSTATUS=Running");
 }
 

@@ -379,6 +379,7 @@ Server *server_free(Server *s) {
         channel_server_stop(s);
         domain_registry_free(s);
         introspector_state_free(s->introspectors);
+        policy_unref(s->policy);
         safe_close(s->kvmi_fd_passed);
         event_free(s->ev_reap);
         dispatch_free(s->dispatch);
@@ -454,6 +455,9 @@ int server_start(Server *s) {
         r = domain_registry_load(s, s->config);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the domain registry: %m");
+        r = authz_start(s);
+        if (r < 0)
+                return r;
         return channel_server_start(s);
 }
 

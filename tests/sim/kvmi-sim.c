@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* kvmi-sim: plays one or many target VMs toward kvmid's KVMI listener
+ * exactly as a KVM-VMI patched QEMU + kernel would.
+ *
+ *   kvmi-sim --socket PATH --vm NAME,UUID[,COOKIEFILE] [--vm ...]
+ *            [--vcpus N] [--events N] [--rate HZ] [--reg NAME=VALUE]...
+ *            [--mode 64|32] [--unhook-at-exit] [--timeout SEC]
+ *            [--misbehave MODE] [--control PATH] [--floor]
+ *            [--version-layout 16|8] [--no-map-token] [--no-hypercall] [-v]
+ *
+ * Per VM: connect to the Unix socket like QEMU, send kvmi_qemu2introspector
+ * (96 bytes: uuid, start_time = now, name), read kvmi_introspector2qemu and
+ * compare cookie_hash with SHA-1 of COOKIEFILE's bytes (no COOKIEFILE: any
+ * hash passes; mismatch: close, "cookie mismatch").  Then play the kernel:
+ * GET_VERSION (7; 16-byte reply with kvmi_features, or --version-layout 8:
+ * second word = max_msg_size), CHECK_COMMAND / CHECK_EVENT (0 or
+ * -KVM_EOPNOTSUPP; --no-map-token, --no-hypercall), GET_GUEST_INFO
+ * (--vcpus), CONTROL_VM_EVENTS / CONTROL_EVENTS (bad vCPU: -KVM_EINVAL),
+ * GET_MAP_TOKEN (256-bit random, at most 8 live, 3 s, single use), anything
+ * else -KVM_EOPNOTSUPP.  Guest requests (HYPERCALL: rax=34, rdi=24, rsi=0;
+ * --mode 32: ebx/ecx) go only to vCPUs kvmid enabled, one outstanding per
+ * vCPU; every EVENT_REPLY is checked (seq, vCPU, event, padding, CONTINUE).
+ *
+ * One-shot (default): connect all VMs, wait until HYPERCALL is enabled on
+ * every vCPU (--timeout → exit 1), send --events per vCPU at --rate per vCPU
+ * (0 = as fast as acks allow; all vCPUs of all VMs concurrently), UNHOOK if
+ * --unhook-at-exit (then wait ≤ 2 s for kvmid to close), print the JSON
+ * report on stdout; exit 0 if everything went as expected, else 1 and one
+ * line on stderr.  --floor: same client code against a forked echo peer
+ * over socketpairs (the benchmark baseline).  --misbehave MODE: each VM
+ * breaks the protocol one way (wrong-cookie, truncated-handshake,
+ * slow-handshake, bad-header-size, nonzero-padding, unexpected-seq,
+ * oversize, disconnect-mid-message, duplicate-uuid); exit 0 when it was
+ * carried out and kvmid closed the channel.  --control PATH: a JSON-lines
+ * control socket, "ready" on stdout once it listens and the initial VMs are
+ * through handshake and probe (or failed); one reply line per command:
+ *
+ *   {"cmd":"status"}                               per-VM state, counters, tokens
+ *   {"cmd":"send","vm":N[,"vcpu":V][,"count":C][,"regs":{"rdx":1}][,"rate":HZ]}
+ *                                                  replies once all are acked
+ *   {"cmd":"tokens","vm":N}                        live map tokens (hex, age_ms)
+ *   {"cmd":"mint","vm":N}                          as if kvmid sent GET_MAP_TOKEN
+ *   {"cmd":"redeem","vm":N,"token":HEX}            KVM_HC_MEM_MAP: {"ok":true} or
+ *                                                  {"ok":false,"error":"unknown"|"expired"|"consumed"}
+ *   {"cmd":"unhook","vm":N}  {"cmd":"connect","vm":"NAME,UUID[,COOKIE]"}
+ *   {"cmd":"disconnect","vm":N}  {"cmd":"quit"}    errors: {"error":"..."}
+ *
+ * Details of each reply: sim-control.c.  Report: sim-report.c. */
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+enum {
+        PHASE_CONNECT,
+        PHASE_EVENTS,
+        PHASE_UNHOOK,
+        PHASE_DONE,
+        PHASE_MISBEHAVE,
+        PHASE_CONTROL,
+};
+
+static unsigned sim_jobs_running;
+static bool sim_unhook_started;
+
+static void sim_step(Sim *s);
+
+static void sim_usage(FILE *f) {
+        fputs("Usage: kvmi-sim --socket PATH --vm NAME,UUID[,COOKIEFILE] [--vm ...] [OPTIONS]\n"
+              "Simulate KVM-VMI targets (QEMU handshake + KVMI kernel side) toward kvmid.\n\n"
+              "  -s, --socket PATH        kvmid's KVMI Unix socket\n"
+              "      --vm NAME,UUID[,F]   a VM; F = its cookie file (QEMU secret), none: any hash passes\n"
+              "      --vcpus N            vCPUs per VM (1..4096, default 1)\n"
+              "      --events N           guest requests per vCPU in one-shot mode (default 100)\n"
+              "      --rate HZ            events per second per vCPU (0 = as fast as acks allow)\n"
+              "      --reg NAME=VALUE     extra register in each event (rdx=0x1234); repeatable\n"
+              "      --mode 64|32         guest mode: a0/a1 in rdi/rsi (64) or ebx/ecx (32)\n"
+              "      --unhook-at-exit     send UNHOOK at the end, wait <= 2 s for kvmid to close\n"
+              "      --timeout SEC        enable / reply / close waits (default 15)\n"
+              "      --misbehave MODE     wrong-cookie, truncated-handshake, slow-handshake,\n"
+              "                           bad-header-size, nonzero-padding, unexpected-seq, oversize,\n"
+              "                           disconnect-mid-message, duplicate-uuid\n"
+              "      --control PATH       JSON-lines control socket; prints \"ready\" when up\n"
+              "      --floor              baseline: a forked echo peer instead of kvmid\n"
+              "      --version-layout N   GET_VERSION reply: 16 (kvmi_features, default) or 8\n"
+              "      --no-map-token       GET_MAP_TOKEN unsupported\n"
+              "      --no-hypercall       HYPERCALL events unsupported\n"
+              "  -v, --verbose            log protocol steps on stderr\n"
+              "  -h, --help               this text\n\n"
+              "Control commands (one JSON object per line, one reply line each):\n"
+              "  {\"cmd\":\"status\"}  {\"cmd\":\"send\",\"vm\":N,\"vcpu\":0,\"count\":1,\"regs\":{\"rdx\":1}}\n"
+              "  {\"cmd\":\"tokens\",\"vm\":N}  {\"cmd\":\"mint\",\"vm\":N}  {\"cmd\":\"redeem\",\"vm\":N,\"token\":HEX}\n"
+              "  {\"cmd\":\"unhook\",\"vm\":N}  {\"cmd\":\"connect\",\"vm\":\"NAME,UUID[,COOKIE]\"}\n"
+              "  {\"cmd\":\"disconnect\",\"vm\":N}  {\"cmd\":\"quit\"}\n",
+              f);
+}
+
+/* ---- shared with the other files ----------------------------------------------- */
+
+void sim_fail(Sim *s, const char *fmt, ...) {
+        va_list ap;
+
+        if (s->fail[0])
+                return;
+        va_start(ap, fmt);
+        vsnprintf(s->fail, sizeof s->fail, fmt, ap);
+        va_end(ap);
+        util_log(s, "not as expected: %s", s->fail);
+}
+
+SimVm *sim_vm_find(Sim *s, const char *name) {
+        SimVm *found = NULL;
+
+        for (SimVm *vm = s->vms; vm; vm = vm->next)
+                if (!vm->hidden && streq(vm->spec.name, name))
+                        found = vm;
+        return found;
+}
+
+SimVm *sim_vm_add(Sim *s, const SimVmSpec *spec) {
+        SimVm *vm = vm_new(s, spec);
+
+        if (!vm)
+                return NULL;
+        *s->vms_tail = vm;
+        s->vms_tail = &vm->next;
+        return vm;
+}
+
+void sim_quit(Sim *s) {
+        event_base_loopexit(s->base, NULL);
+}
+
+/* ---- one-shot --------------------------------------------------------------------- */
+
+static void sim_finish(Sim *s) {
+        s->phase = PHASE_DONE;
+        event_del(s->ev_deadline);
+        for (SimVm *vm = s->vms; vm; vm = vm->next)
+                vm_close(vm, false, "done: QEMU exits");
+        sim_quit(s);
+}
+
+static void sim_after_events(Sim *s) {
+        if (!s->o.unhook_at_exit) {
+                sim_finish(s);
+                return;
+        }
+        s->phase = PHASE_UNHOOK;
+        for (SimVm *vm = s->vms; vm; vm = vm->next) {
+                int r;
+                if (vm->state != VM_KERNEL)
+                        continue;
+                r = vm_unhook(vm);
+                if (r == -EPERM)
+                        sim_fail(s, "%s: cannot UNHOOK: kvmid did not enable the UNHOOK event", vm->spec.name);
+                else if (r < 0 && r != -ENOTCONN)
+                        sim_fail(s, "%s: cannot send UNHOOK: %s", vm->spec.name, strerror(-r));
+        }
+        sim_unhook_started = true;
+        sim_step(s);
+}
+
+static void sim_job_done(SimJob *job) {
+        Sim *s = job->sim;
+
+        if (job->error[0])
+                sim_fail(s, "%s: %s", job->vm->spec.name, job->error);
+        job_free(job);
+        if (--sim_jobs_running == 0 && s->phase == PHASE_EVENTS) {
+                s->events_end_ns = util_now_ns();
+                sim_after_events(s);
+        }
+}
+
+static void sim_start_events(Sim *s) {
+        char why[SIM_ERR_LEN];
+
+        event_del(s->ev_deadline);
+        s->phase = PHASE_EVENTS;
+        s->events_start_ns = util_now_ns();
+        for (SimVm *vm = s->vms; vm; vm = vm->next) {
+                if (vm->state != VM_KERNEL || s->o.events == 0 || vm_hypercall_vcpus(vm) == 0)
+                        continue;
+                if (job_new(vm, -1, s->o.events, s->o.rate, NULL, sim_job_done, NULL, why, sizeof why))
+                        sim_jobs_running++;
+                else
+                        sim_fail(s, "%s: %s", vm->spec.name, why);
+        }
+        util_log(s, "events phase: %u jobs", sim_jobs_running);
+        if (sim_jobs_running == 0) {
+                s->events_end_ns = util_now_ns();
+                sim_after_events(s);
+        }
+}
+
+static void sim_step(Sim *s) {
+        bool all = true;
+
+        switch (s->phase) {
+        case PHASE_CONNECT:
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        all = all && (vm->probed || vm->state == VM_CLOSED);
+                if (all)
+                        sim_start_events(s);
+                break;
+        case PHASE_UNHOOK:
+                if (!sim_unhook_started)
+                        break;
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        all = all && !(vm->unhook_sent && vm->state != VM_CLOSED);
+                if (all)
+                        sim_finish(s);
+                break;
+        case PHASE_MISBEHAVE:
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        all = all && mis_done(vm);
+                if (all)
+                        sim_finish(s);
+                break;
+        default:
+                break;
+        }
+}
+
+void sim_vm_notify(SimVm *vm, VmNote note) {
+        Sim *s = vm->sim;
+
+        if (vm->mis)
+                mis_notify(vm, note);
+        if (s->ctl)
+                ctl_notify(s, vm, note);
+        if (!vm->hidden)
+                sim_step(s);
+}
+
+static void sim_on_deadline(_unused_ evutil_socket_t fd, _unused_ short what, void *userdata) {
+        Sim *s = userdata;
+
+        if (s->phase != PHASE_CONNECT)
+                return;
+        for (SimVm *vm = s->vms; vm; vm = vm->next)
+                if (vm->state == VM_CONNECTING)
+                        sim_fail(s, "timeout after %us: %s cannot connect to %s: %s", s->o.timeout_sec, vm->spec.name,
+                                 s->o.socket_path, strerror(vm->connect_errno));
+                else if (!vm->probed && vm->state != VM_CLOSED)
+                        sim_fail(s, "timeout after %us waiting for HYPERCALL on all vCPUs: %s has %u/%u (%s, handshake %s)",
+                                 s->o.timeout_sec, vm->spec.name, vm_hypercall_vcpus(vm), vm->nvcpus,
+                                 vm_state_to_string(vm->state), vm->handshake[0] ? vm->handshake : "pending");
+        sim_finish(s);
+}
+
+static void sim_on_start(_unused_ evutil_socket_t fd, _unused_ short what, void *userdata) {
+        sim_step(userdata);
+}
+
+static void sim_on_signal(evutil_socket_t sig, _unused_ short what, void *userdata) {
+        Sim *s = userdata;
+
+        sim_fail(s, "interrupted by signal %d", (int) sig);
+        sim_finish(s);
+}
+
+/* ---- options ---------------------------------------------------------------------- */
+
+static int sim_parse_uint(const char *arg, unsigned long long lo, unsigned long long hi, unsigned long long *ret) {
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end || arg[0] == '-' || v < lo || v > hi)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+static int sim_parse(Sim *s, int argc, char **argv) {
+        enum { OPT_VM = 256, OPT_VCPUS, OPT_EVENTS, OPT_RATE, OPT_REG, OPT_MODE, OPT_UNHOOK, OPT_TIMEOUT,
+               OPT_MISBEHAVE, OPT_CONTROL, OPT_FLOOR, OPT_LAYOUT, OPT_NO_TOKEN, OPT_NO_HC };
+        static const struct option opts[] = {
+                { "socket", required_argument, NULL, 's' },      { "vm", required_argument, NULL, OPT_VM },
+                { "vcpus", required_argument, NULL, OPT_VCPUS }, { "events", required_argument, NULL, OPT_EVENTS },
+                { "rate", required_argument, NULL, OPT_RATE },   { "reg", required_argument, NULL, OPT_REG },
+                { "mode", required_argument, NULL, OPT_MODE },   { "unhook-at-exit", no_argument, NULL, OPT_UNHOOK },
+                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                { "misbehave", required_argument, NULL, OPT_MISBEHAVE },
+                { "control", required_argument, NULL, OPT_CONTROL },
+                { "floor", no_argument, NULL, OPT_FLOOR },
+                { "version-layout", required_argument, NULL, OPT_LAYOUT },
+                { "no-map-token", no_argument, NULL, OPT_NO_TOKEN },
+                { "no-hypercall", no_argument, NULL, OPT_NO_HC },
+                { "verbose", no_argument, NULL, 'v' },           { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        SimOpts *o = &s->o;
+        char why[SIM_ERR_LEN];
+        unsigned long long v;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "s:vh", opts, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        o->socket_path = optarg;
+                        break;
+                case OPT_VM: {
+                        SimVmSpec spec, *p;
+                        if (vm_spec_parse(optarg, &spec, why, sizeof why) < 0) {
+                                fprintf(stderr, "kvmi-sim: --vm: %s\n", why);
+                                return -EINVAL;
+                        }
+                        for (size_t i = 0; i < o->n_vms; i++)
+                                if (streq(o->vms[i].name, spec.name)) {
+                                        fprintf(stderr, "kvmi-sim: --vm: \"%s\" given twice\n", spec.name);
+                                        vm_spec_done(&spec);
+                                        return -EINVAL;
+                                }
+                        p = realloc(o->vms, (o->n_vms + 1) * sizeof *p);
+                        if (!p)
+                                return -ENOMEM;
+                        o->vms = p;
+                        o->vms[o->n_vms++] = spec;
+                        break;
+                }
+                case OPT_VCPUS:
+                        if (sim_parse_uint(optarg, 1, SIM_VCPUS_MAX, &v) < 0)
+                                goto bad;
+                        o->vcpus = (unsigned) v;
+                        break;
+                case OPT_EVENTS:
+                        if (sim_parse_uint(optarg, 0, UINT32_MAX, &v) < 0)
+                                goto bad;
+                        o->events = v;
+                        break;
+                case OPT_RATE: {
+                        char *end;
+                        o->rate = strtod(optarg, &end);
+                        if (*end || end == optarg || !isfinite(o->rate) || o->rate < 0)
+                                goto bad;
+                        break;
+                }
+                case OPT_REG:
+                        r = util_regs_parse(&o->regs, optarg);
+                        if (r < 0) {
+                                fprintf(stderr, "kvmi-sim: --reg %s: %s\n", optarg,
+                                        r == -ENOENT ? "unknown register (rax..r15, rip, rflags)"
+                                                     : "expected NAME=VALUE with a 64-bit unsigned VALUE");
+                                return -EINVAL;
+                        }
+                        break;
+                case OPT_MODE:
+                        if (streq(optarg, "64"))
+                                o->mode = KVMI_MODE_64;
+                        else if (streq(optarg, "32"))
+                                o->mode = KVMI_MODE_32;
+                        else
+                                goto bad;
+                        break;
+                case OPT_UNHOOK:
+                        o->unhook_at_exit = true;
+                        break;
+                case OPT_TIMEOUT:
+                        if (sim_parse_uint(optarg, 1, 3600, &v) < 0)
+                                goto bad;
+                        o->timeout_sec = (unsigned) v;
+                        break;
+                case OPT_MISBEHAVE:
+                        o->misbehave = mis_from_string(optarg);
+                        if (o->misbehave == MIS__MAX)
+                                goto bad;
+                        break;
+                case OPT_CONTROL:
+                        o->control_path = optarg;
+                        break;
+                case OPT_FLOOR:
+                        o->floor = true;
+                        break;
+                case OPT_LAYOUT:
+                        if (!streq(optarg, "8") && !streq(optarg, "16"))
+                                goto bad;
+                        o->version_layout = (unsigned) atoi(optarg);
+                        break;
+                case OPT_NO_TOKEN:
+                        o->no_map_token = true;
+                        break;
+                case OPT_NO_HC:
+                        o->no_hypercall = true;
+                        break;
+                case 'v':
+                        o->verbose = true;
+                        break;
+                case 'h':
+                        sim_usage(stdout);
+                        exit(0);
+                default:
+                        sim_usage(stderr);
+                        return -EINVAL;
+                }
+                continue;
+        bad:
+                fprintf(stderr, "kvmi-sim: bad value \"%s\" for --%s (see --help)\n", optarg,
+                        opts[c == 's' ? 0 : c - OPT_VM + 1].name);
+                return -EINVAL;
+        }
+        if (optind < argc) {
+                fprintf(stderr, "kvmi-sim: unexpected argument \"%s\"\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (!o->socket_path && !o->floor) {
+                fprintf(stderr, "kvmi-sim: --socket PATH is required (or --floor)\n");
+                return -EINVAL;
+        }
+        if (o->n_vms == 0 && !o->control_path) {
+                fprintf(stderr, "kvmi-sim: at least one --vm is required (or --control)\n");
+                return -EINVAL;
+        }
+        if (o->floor && (o->control_path || o->misbehave)) {
+                fprintf(stderr, "kvmi-sim: --floor is a one-shot benchmark baseline: no --control, no --misbehave\n");
+                return -EINVAL;
+        }
+        if (o->misbehave && o->control_path) {
+                fprintf(stderr, "kvmi-sim: --misbehave is a one-shot mode: no --control\n");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* ---- main -------------------------------------------------------------------------- */
+
+static int sim_setup(Sim *s, int *floor_fds) {
+        struct timeval zero = {}, deadline = { .tv_sec = s->o.timeout_sec };
+        struct event *ev_start;
+
+        for (size_t i = 0; i < s->o.n_vms; i++)
+                if (!sim_vm_add(s, &s->o.vms[i]))
+                        return -ENOMEM;
+        s->ev_deadline = evtimer_new(s->base, sim_on_deadline, s);
+        s->ev_sigint = evsignal_new(s->base, SIGINT, sim_on_signal, s);
+        s->ev_sigterm = evsignal_new(s->base, SIGTERM, sim_on_signal, s);
+        ev_start = evtimer_new(s->base, sim_on_start, s);
+        if (!s->ev_deadline || !s->ev_sigint || !s->ev_sigterm || !ev_start)
+                return -ENOMEM;
+        event_add(s->ev_sigint, NULL);
+        event_add(s->ev_sigterm, NULL);
+
+        if (s->o.floor) {
+                size_t i = 0;
+                s->phase = PHASE_CONNECT;
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        vm_attach(vm, floor_fds[i++]);
+        } else if (s->o.misbehave) {
+                s->phase = PHASE_MISBEHAVE;
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        if (mis_start(vm, s->o.misbehave) < 0)
+                                return -ENOMEM;
+        } else if (s->o.control_path) {
+                int r = ctl_start(s, s->o.control_path);
+                if (r < 0)
+                        return r;
+                s->phase = PHASE_CONTROL;
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        vm_connect(vm);
+                ctl_notify(s, NULL, VM_NOTE_CONNECTED);
+        } else {
+                s->phase = PHASE_CONNECT;
+                evtimer_add(s->ev_deadline, &deadline);
+                for (SimVm *vm = s->vms; vm; vm = vm->next)
+                        vm_connect(vm);
+        }
+        evtimer_add(ev_start, &zero);
+        event_base_dispatch(s->base);
+        event_free(ev_start);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        Sim s = { .o = { .vcpus = 1, .events = 100, .mode = KVMI_MODE_64, .timeout_sec = 15, .version_layout = 16 } };
+        _cleanup_free_ int *floor_fds = NULL;
+        struct json_object *report;
+        int r, ret = 1;
+
+        s.start_ns = util_now_ns();
+        json_c_set_serialization_double_format("%.9g", JSON_C_OPTION_GLOBAL);
+        s.vms_tail = &s.vms;
+        if (sim_parse(&s, argc, argv) < 0)
+                return 2;
+        signal(SIGPIPE, SIG_IGN);
+        if (s.o.floor) {
+                floor_fds = calloc(s.o.n_vms, sizeof *floor_fds);
+                if (!floor_fds || floor_start(s.o.n_vms, floor_fds, &s.floor_pid) < 0) {
+                        fprintf(stderr, "kvmi-sim: cannot start the floor peer: %m\n");
+                        return 1;
+                }
+        }
+        s.base = event_base_new();
+        if (!s.base) {
+                fprintf(stderr, "kvmi-sim: cannot create the event loop\n");
+                return 1;
+        }
+        r = sim_setup(&s, floor_fds);
+        if (r < 0)
+                sim_fail(&s, "setup failed: %s", strerror(-r));
+
+        report = report_json(&s);
+        if (r >= 0) {
+                printf("%s\n", json_object_to_json_string_ext(report, JSON_C_TO_STRING_PRETTY |
+                                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+                fflush(stdout);
+        }
+        json_object_put(report);
+        if (s.phase == PHASE_CONTROL)
+                ret = s.fail[0] ? 1 : 0;
+        else
+                ret = report_verdict(&s) ? 0 : 1;
+        if (ret != 0)
+                fprintf(stderr, "kvmi-sim: %s\n", s.fail);
+
+        ctl_free(&s);
+        for (SimVm *vm = s.vms; vm; vm = vm->next)
+                vm_close(vm, false, "exiting");        /* ends running jobs */
+        while (s.vms) {
+                SimVm *vm = s.vms;
+                s.vms = vm->next;
+                vm_free(vm);
+        }
+        if (s.ev_deadline)
+                event_free(s.ev_deadline);
+        if (s.ev_sigint)
+                event_free(s.ev_sigint);
+        if (s.ev_sigterm)
+                event_free(s.ev_sigterm);
+        event_base_free(s.base);
+        if (s.floor_pid > 0 && floor_wait(s.floor_pid) != 0 && ret == 0)
+                fprintf(stderr, "kvmi-sim: warning: the floor peer exited abnormally\n");
+        for (size_t i = 0; i < s.o.n_vms; i++)
+                vm_spec_done(&s.o.vms[i]);
+        free(s.o.vms);
+        json_c_set_serialization_double_format(NULL, JSON_C_OPTION_GLOBAL);
+        return ret;
+}
