@@ -1,30 +1,90 @@
 #!/bin/sh
-# The README demo: install what is missing, build, start kvmid on its
-# built-in defaults in a temporary runtime directory, and drive it with
-# kvmictl.
+# The README demo: install what is missing, build, start kvmid in a
+# temporary runtime directory with two simulated targets (kvmi-sim plays
+# their QEMU and KVMI kernel side), and drive it with kvmictl.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/tests/deps.sh"
 echo "== building kvmid in $top/build"
 sh "$top/tests/build.sh" "$top/build"
 b="$top/build"
+make -C "$b" -s tests/sim/kvmi-sim >/dev/null
 
 run=$(mktemp -d /tmp/kvmid-demo.XXXXXX)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$run"' EXIT
-"$b/kvmid" --foreground --runtime-dir "$run" 2>"$run/kvmid.log" &
+cleanup() {
+  [ -z "${sim:-}" ] || kill "$sim" 2>/dev/null || true
+  [ -z "${pid:-}" ] || kill "$pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$run"
+}
+trap cleanup EXIT
+
+# Two targets with QEMU cookies, an introspector identity, a policy.
+printf 'web1 secret' > "$run/web1.cookie"
+printf 'db1 secret' > "$run/db1.cookie"
+head -c 32 /dev/urandom > "$run/forensics.key"
+chmod 600 "$run"/*.cookie "$run/forensics.key"
+cat > "$run/policy" <<POLICY
+# Forensics may watch and map the web tier; nobody touches PCI targets.
+deny  introspector=any target=label:pci perm=all
+allow introspector=forensics target=web* perm=attach,events,map max-mappings=16 rate=20/s
+default deny
+POLICY
+cat > "$run/kvmid.conf" <<CONF
+[policy]
+file = $run/policy
+[introspector forensics]
+key-file = $run/forensics.key
+[domain web1]
+uuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01
+cookie-file = $run/web1.cookie
+[domain db1]
+uuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02
+cookie-file = $run/db1.cookie
+label = pci
+CONF
+
+"$b/kvmid" --foreground --config "$run/kvmid.conf" --runtime-dir "$run/run" 2>"$run/kvmid.log" &
 pid=$!
 i=0
-until [ -S "$run/io.kvmid.Admin" ]; do
+until [ -S "$run/run/io.kvmid.Admin" ]; do
   i=$((i + 1)); [ $i -lt 100 ] || { cat "$run/kvmid.log"; exit 1; }
   sleep 0.1
 done
-export KVMID_SOCKET="$run/io.kvmid.Admin"
-
+export KVMID_SOCKET="$run/run/io.kvmid.Admin"
 step() { printf '\n$ %s\n' "$*"; "$@"; }
+
 step "$b/kvmictl" status
 step "$b/kvmictl" introspect
-step "$b/kvmictl" introspect io.kvmid.Admin
-step "$b/kvmictl" --json=short call io.kvmid.Admin.GetStatus '{"nope":1}' || true
-printf '\n(kvmid log: %s; stopping kvmid)\n' "$run/kvmid.log"
-kill -TERM "$pid"; wait "$pid" || true
+
+# The simulated targets connect like QEMU would, then their in-guest agents
+# issue guest-request hypercalls (rdx carries the agent's payload).
+"$b/tests/sim/kvmi-sim" --socket "$run/run/kvmi" --vcpus 2 --control "$run/sim.ctl" \
+    --vm "web1,6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01,$run/web1.cookie" \
+    --vm "db1,6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02,$run/db1.cookie" >"$run/sim.out" 2>"$run/sim.err" &
+sim=$!
+i=0
+until grep -q ready "$run/sim.out" 2>/dev/null; do
+  i=$((i + 1)); [ $i -lt 100 ] || { cat "$run/sim.err"; exit 1; }
+  sleep 0.1
+done
+python3 - "$run/sim.ctl" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+for vm, n, rdx in (("web1", 250, 0x1001), ("db1", 100, 0x2002)):
+    f.write(json.dumps({"cmd": "send", "vm": vm, "count": n, "regs": {"rdx": rdx}}) + "\n"); f.flush()
+    r = json.loads(f.readline())
+    print("kvmi-sim: %s sent %d guest requests, %d acked, ack p50 %.1f us" %
+          (vm, r["sent"], r["acked"], r["latency_ns"]["p50"] / 1e3))
+PY
+
+step "$b/kvmictl" domains
+step "$b/kvmictl" domain web1
+step "$b/kvmictl" policy show
+step "$b/kvmictl" policy explain --introspector forensics --target web1 --perm map
+step "$b/kvmictl" policy explain --introspector forensics --target db1 --perm events
+step "$b/kvmictl" --json=short call io.kvmid.Admin.GetDomain '{"domian":"web1"}' || true
+
+printf '\n(kvmid log: stopping kvmid)\n'
+kill -TERM "$sim" "$pid"; wait "$pid" || true; pid=
 sed 's/^/  /' "$run/kvmid.log"
