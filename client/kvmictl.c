@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kvmictl.h"
+#include "audit-record.h"
 #include "policy.h"
 #include "varlink-client.h"
 
@@ -26,6 +27,10 @@ typedef struct Ctx {
         const char *introspector, *target, *perm;
         const char *labels[MAX_LABELS];
         size_t n_labels;
+        bool follow;
+        unsigned lines;
+        const char *kinds[MAX_LABELS];
+        size_t n_kinds;
         unsigned given;                 /* VERB_OPT_* seen on the command line */
         VarlinkClient *client;
 } Ctx;
@@ -33,7 +38,9 @@ typedef struct Ctx {
 /* Options only some verbs take. */
 enum {
         VERB_OPT_CALL = 1U << 0,        /* --more, --oneway */
-        VERB_OPT_EXPLAIN = 1U << 1,     /* --introspector, --target, --perm, --label */
+        VERB_OPT_EXPLAIN = 1U << 1,     /* --perm, --label */
+        VERB_OPT_FILTER = 1U << 2,      /* --introspector, --target */
+        VERB_OPT_TAIL = 1U << 3,        /* --follow, --lines, --kind */
 };
 
 typedef struct Verb {
@@ -502,12 +509,126 @@ static int verb_policy(Ctx *ctx, int argc, char **argv) {
         return errorf(EXIT_USAGE, "unknown policy command \"%s\" (check, show, reload, explain)", sub);
 }
 
+static int audit_verify(Ctx *ctx, int n, char **files) {
+        AuditVerifyResult res;
+        int r = audit_verify_files((const char *const *) files, (size_t) n, &res);
+
+        if (r < 0)
+                return errorf(EXIT_FAIL, "audit verify: %s", strerror(-r));
+        if (ctx->json != JSON_OFF) {
+                _cleanup_json_ struct json_object *o = json_object_new_object();
+                if (!o)
+                        return errorf(EXIT_FAIL, "out of memory");
+                json_object_object_add(o, "intact", json_object_new_boolean(r == 0));
+                json_object_object_add(o, "files", json_object_new_int64((int64_t) res.files));
+                json_object_object_add(o, "records", json_object_new_uint64(res.records));
+                json_object_object_add(o, "first_seq", json_object_new_uint64(res.first_seq));
+                json_object_object_add(o, "last_seq", json_object_new_uint64(res.last_seq));
+                json_object_object_add(o, "last_digest", json_object_new_string(res.last_digest));
+                if (r != 0) {
+                        json_object_object_add(o, "file", json_object_new_string(res.file ?: ""));
+                        json_object_object_add(o, "line", json_object_new_uint64(res.line));
+                        json_object_object_add(o, "error", json_object_new_string(res.message));
+                }
+                (void) print_json(ctx, o);
+                return r == 0 ? EXIT_OK : EXIT_FAIL;
+        }
+        if (r != 0) {
+                fprintf(stderr, "%s:%" PRIu64 ": %s\n", res.file ?: "?", res.line, res.message);
+                return EXIT_FAIL;
+        }
+        printf("%zu file%s, %" PRIu64 " records, seq %" PRIu64 "..%" PRIu64 ": intact%s (last digest %s)\n", res.files,
+               res.files == 1 ? "" : "s", res.records, res.first_seq, res.last_seq,
+               strcmp(res.first_prev, AUDIT_ZERO_HASH) == 0 ? "" : ", continuing an earlier chain", res.last_digest);
+        return EXIT_OK;
+}
+
+static int on_tail_reply(VarlinkClient *c, const VarlinkReply *reply, void *userdata) {
+        MoreState *m = userdata;
+        struct json_object *rec;
+
+        if (reply->error) {
+                print_error_reply(m->method, reply->error, reply->parameters);
+                m->result = exit_code_for_error(reply->error);
+                return 0;
+        }
+        rec = json_object_object_get(reply->parameters, "record");
+        if (!rec)
+                return 0;               /* the live point, or nothing matched */
+        if (m->ctx->json == JSON_PRETTY)
+                return print_json(m->ctx, rec) < 0 ? -EPIPE : 0;
+        /* Records are printed as the log holds them: one JSON line each. */
+        puts(json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        return fflush(stdout) == 0 ? 0 : -EPIPE;
+}
+
+static int audit_tail(Ctx *ctx) {
+        _cleanup_json_ struct json_object *params = json_object_new_object();
+        MoreState m = { ctx, "io.kvmid.Admin.TailAudit", EXIT_OK };
+        int r;
+
+        if (!params)
+                return errorf(EXIT_FAIL, "out of memory");
+        json_object_object_add(params, "lines", json_object_new_int64(ctx->lines));
+        json_object_object_add(params, "follow", json_object_new_boolean(ctx->follow));
+        if (ctx->n_kinds > 0) {
+                struct json_object *a = json_object_new_array();
+                if (!a)
+                        return errorf(EXIT_FAIL, "out of memory");
+                for (size_t i = 0; i < ctx->n_kinds; i++)
+                        json_object_array_add(a, json_object_new_string(ctx->kinds[i]));
+                json_object_object_add(params, "kinds", a);
+        }
+        if (ctx->introspector)
+                json_object_object_add(params, "introspector", json_object_new_string(ctx->introspector));
+        if (ctx->target)
+                json_object_object_add(params, "target", json_object_new_string(ctx->target));
+        r = connect_daemon(ctx);
+        if (r != 0)
+                return r;
+        if (ctx->follow)
+                varlink_client_set_timeout(ctx->client, 0);
+        r = varlink_client_call_more(ctx->client, m.method, params, on_tail_reply, &m);
+        if (r < 0)
+                return errorf(EXIT_FAIL, "%s: %s", m.method, r == -ETIMEDOUT ? "timed out waiting for kvmid" : strerror(-r));
+        return m.result;
+}
+
+static int verb_audit(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        const char *sub = argv[0];
+        int r;
+
+        if (streq(sub, "verify")) {
+                if (argc < 2)
+                        return errorf(EXIT_USAGE, "audit verify needs the files, oldest first");
+                return audit_verify(ctx, argc - 1, argv + 1);
+        }
+        if (argc > 1)
+                return errorf(EXIT_USAGE, "audit %s takes no arguments", sub);
+        if (streq(sub, "tail"))
+                return audit_tail(ctx);
+        if (streq(sub, "rotate")) {
+                r = call_simple(ctx, "io.kvmid.Admin.RotateAudit", NULL, &reply);
+                if (r != 0)
+                        return r;
+                if (ctx->json != JSON_OFF)
+                        return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+                printf("audit log rotated: \"%s\" now continues \"%s\" (last seq %" PRId64 ")\n", get_str(reply, "file"),
+                       get_str(reply, "rotated_to"), get_int(reply, "last_seq"));
+                return EXIT_OK;
+        }
+        return errorf(EXIT_USAGE, "unknown audit command \"%s\" (verify, tail, rotate)", sub);
+}
+
 static const Verb verbs[] = {
         { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, 0 },
         { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, 0 },
         { "domain", "NAME|UUID", "one domain: capabilities, counters, recent guest requests", 1, 1, verb_domain, 0 },
         { "policy", "check FILE [DIR]|show|reload|explain", "check offline, show, reload or explain the policy", 1, 3,
-          verb_policy, VERB_OPT_EXPLAIN },
+          verb_policy, VERB_OPT_EXPLAIN | VERB_OPT_FILTER },
+        { "audit", "verify FILE...|tail|rotate", "verify audit files offline, follow or rotate the audit log", 1,
+          64, verb_audit, VERB_OPT_FILTER | VERB_OPT_TAIL },
         { "introspect", "[INTERFACE]", "service info, or an interface's description", 0, 1, verb_introspect, 0 },
         { "call", "METHOD [JSON]", "call a varlink method (--more, --oneway)", 1, 2, verb_call, VERB_OPT_CALL },
 };
@@ -532,6 +653,9 @@ static void help(void) {
                "      --target NAME|UUID      with policy explain: the target domain\n"
                "      --perm PERM             with policy explain: attach, events or map\n"
                "      --label LABEL           with policy explain: assume the target has LABEL\n"
+               "  -f, --follow                with audit tail: keep printing new records\n"
+               "  -n, --lines N               with audit tail: the last N records first (default 10)\n"
+               "      --kind KIND             with audit tail: only records of KIND (repeatable)\n"
                "  -V, --version               print the version\n"
                "  -h, --help                  print this help\n\n"
                "Exit status: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found.\n"
@@ -540,7 +664,8 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, int *ret_optind) {
-        enum { ARG_NO_LEGEND = 0x100, ARG_MORE, ARG_ONEWAY, ARG_INTROSPECTOR, ARG_TARGET, ARG_PERM, ARG_LABEL };
+        enum { ARG_NO_LEGEND = 0x100, ARG_MORE, ARG_ONEWAY, ARG_INTROSPECTOR, ARG_TARGET, ARG_PERM, ARG_LABEL,
+               ARG_KIND };
         static const struct option longopts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", optional_argument, NULL, 'j' },
@@ -552,6 +677,9 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                 { "target", required_argument, NULL, ARG_TARGET },
                 { "perm", required_argument, NULL, ARG_PERM },
                 { "label", required_argument, NULL, ARG_LABEL },
+                { "follow", no_argument, NULL, 'f' },
+                { "lines", required_argument, NULL, 'n' },
+                { "kind", required_argument, NULL, ARG_KIND },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -561,7 +689,7 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
         int c, nargs;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "s:jt:Vh", longopts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "s:jt:fn:Vh", longopts, NULL)) >= 0)
                 switch (c) {
                 case 's':
                         ctx->socket = optarg;
@@ -594,11 +722,30 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                         break;
                 case ARG_INTROSPECTOR:
                         ctx->introspector = optarg;
-                        ctx->given |= VERB_OPT_EXPLAIN;
+                        ctx->given |= VERB_OPT_FILTER;
                         break;
                 case ARG_TARGET:
                         ctx->target = optarg;
-                        ctx->given |= VERB_OPT_EXPLAIN;
+                        ctx->given |= VERB_OPT_FILTER;
+                        break;
+                case 'f':
+                        ctx->follow = true;
+                        ctx->given |= VERB_OPT_TAIL;
+                        break;
+                case 'n': {
+                        errno = 0;
+                        unsigned long n = strtoul(optarg, &end, 10);
+                        if (errno || *end || !*optarg || n > 10000)
+                                return errorf(EXIT_USAGE, "--lines takes a number from 0 to 10000, not \"%s\"", optarg);
+                        ctx->lines = (unsigned) n;
+                        ctx->given |= VERB_OPT_TAIL;
+                        break;
+                }
+                case ARG_KIND:
+                        if (ctx->n_kinds == MAX_LABELS)
+                                return errorf(EXIT_USAGE, "at most %d --kind options", MAX_LABELS);
+                        ctx->kinds[ctx->n_kinds++] = optarg;
+                        ctx->given |= VERB_OPT_TAIL;
                         break;
                 case ARG_PERM:
                         ctx->perm = optarg;
@@ -638,14 +785,18 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
         if ((ctx->given & VERB_OPT_CALL) && !(verb->options & VERB_OPT_CALL))
                 return errorf(EXIT_USAGE, "--more and --oneway only go with call");
         if ((ctx->given & VERB_OPT_EXPLAIN) && !(verb->options & VERB_OPT_EXPLAIN))
-                return errorf(EXIT_USAGE, "--introspector, --target, --perm and --label only go with policy explain");
+                return errorf(EXIT_USAGE, "--perm and --label only go with policy explain");
+        if ((ctx->given & VERB_OPT_FILTER) && !(verb->options & VERB_OPT_FILTER))
+                return errorf(EXIT_USAGE, "--introspector and --target only go with policy explain and audit tail");
+        if ((ctx->given & VERB_OPT_TAIL) && !(verb->options & VERB_OPT_TAIL))
+                return errorf(EXIT_USAGE, "--follow, --lines and --kind only go with audit tail");
         *ret_verb = verb;
         *ret_optind = optind + 1;
         return 0;
 }
 
 int main(int argc, char **argv) {
-        Ctx ctx = { .legend = true, .timeout_sec = 30 };
+        Ctx ctx = { .legend = true, .timeout_sec = 30, .lines = 10 };
         const Verb *verb = NULL;
         int r, first = 0;
 

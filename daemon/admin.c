@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* io.kvmid.Admin: what operators ask kvmid through kvmictl. */
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "kvmid.h"
 
@@ -21,6 +24,30 @@ static struct json_object *listener_status(Server *s, Role role) {
         json_object_object_add(o, "errors", json_object_new_int64((int64_t) st->errors));
         json_object_object_add(o, "bytes_in", json_object_new_int64((int64_t) st->bytes_in));
         json_object_object_add(o, "bytes_out", json_object_new_int64((int64_t) st->bytes_out));
+        return o;
+}
+
+static struct json_object *audit_status(const Audit *a) {
+        struct json_object *o = json_object_new_object();
+        AuditStats st;
+        char err[256];
+
+        if (!o)
+                return NULL;
+        audit_get_stats(a, &st);
+        json_object_object_add(o, "file", json_object_new_string(audit_path(a)));
+        json_object_object_add(o, "sync", json_object_new_string(audit_sync_mode_to_string(st.sync)));
+        json_object_object_add(o, "degraded", json_object_new_boolean(st.degraded));
+        json_object_object_add(o, "records", json_object_new_uint64(st.records));
+        json_object_object_add(o, "syncs", json_object_new_uint64(st.syncs));
+        json_object_object_add(o, "bytes", json_object_new_uint64(st.bytes));
+        json_object_object_add(o, "rotations", json_object_new_uint64(st.rotations));
+        json_object_object_add(o, "last_seq", json_object_new_uint64(st.last_seq));
+        if (st.last_error) {
+                snprintf(err, sizeof err, "%s: %s", st.last_error_op ?: "write", strerror(-st.last_error));
+                json_object_object_add(o, "last_error", json_object_new_string(err));
+        } else
+                json_object_object_add(o, "last_error", NULL);
         return o;
 }
 
@@ -51,6 +78,7 @@ static int admin_get_status(Call *call, struct json_object *parameters, void *us
         json_object_object_add(reply, "domains_ready", json_object_new_int64((int64_t) ready));
         json_object_object_add(reply, "policy_digest", json_object_new_string(policy_digest(s->policy)));
         json_object_object_add(reply, "policy_rules", json_object_new_int64((int64_t) policy_n_rules(s->policy)));
+        json_object_object_add(reply, "audit", audit_status(s->audit));
         for (unsigned i = 0; i < N_ROLES; i++) {
                 struct json_object *o = listener_status(s, (Role) (1U << i));
                 if (!o)
@@ -340,6 +368,266 @@ static int admin_explain_policy(Call *call, struct json_object *parameters, void
         return call_reply(call, reply);
 }
 
+/* ---- audit ---------------------------------------------------------------- */
+
+typedef struct RotatePending {
+        Call *call;
+        Server *server;
+        char *rotated_to;
+        uint64_t last_seq;
+} RotatePending;
+
+static void rotate_done(void *userdata, int r) {
+        RotatePending *p = userdata;
+
+        if (p->call && call_is_alive(p->call)) {
+                struct json_object *reply = json_object_new_object();
+                if (reply && r < 0) {
+                        json_object_object_add(reply, "reason", json_object_new_string(strerror(-r)));
+                        (void) call_reply_error(p->call, "io.kvmid.Admin.AuditUnavailable", reply);
+                } else if (reply) {
+                        json_object_object_add(reply, "file", json_object_new_string(audit_path(p->server->audit)));
+                        json_object_object_add(reply, "rotated_to", json_object_new_string(p->rotated_to));
+                        json_object_object_add(reply, "last_seq", json_object_new_uint64(p->last_seq));
+                        (void) call_reply(p->call, reply);
+                }
+        }
+        if (r == 0)
+                log_info("audit log rotated to \"%s\"", p->rotated_to);
+        call_unref(p->call);
+        free(p->rotated_to);
+        free(p);
+}
+
+int admin_rotate_audit_start(Server *s, Call *call) {
+        RotatePending *p = calloc(1, sizeof *p);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->server = s;
+        p->last_seq = audit_last_seq(s->audit);
+        if (asprintf(&p->rotated_to, "%s.%020" PRIu64, audit_path(s->audit), p->last_seq) < 0) {
+                free(p);
+                return -ENOMEM;
+        }
+        p->call = call_ref(call);
+        r = audit_rotate(s->audit, rotate_done, p);
+        if (r < 0) {
+                call_unref(p->call);
+                free(p->rotated_to);
+                free(p);
+        }
+        return r;
+}
+
+static int admin_rotate_audit(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        int r = admin_rotate_audit_start(s, call);
+
+        if (r == -EBUSY) {
+                struct json_object *p = json_object_new_object();
+                if (!p)
+                        return -ENOMEM;
+                json_object_object_add(p, "reason", json_object_new_string("a rotation is in flight"));
+                return call_reply_error(call, "io.kvmid.Admin.AuditUnavailable", p);
+        }
+        return r;
+}
+
+#define TAIL_MAX_LINES 10000
+#define TAIL_READ_MAX (8U * 1024U * 1024U)
+
+typedef struct Tail {
+        Call *call;
+        AuditSubscription *sub;
+        uint32_t kinds;                 /* bit per AuditKind; 0: all */
+        char *introspector, *target;
+        uint64_t last_seq;              /* sent from the backlog: skip on the live feed */
+} Tail;
+
+static Tail *tail_free(Tail *t) {
+        if (!t)
+                return NULL;
+        audit_unsubscribe(t->sub);
+        call_unref(t->call);
+        free(t->introspector);
+        free(t->target);
+        free(t);
+        return NULL;
+}
+
+static bool tail_match(const Tail *t, struct json_object *rec) {
+        struct json_object *v;
+
+        if (t->kinds) {
+                int k = audit_kind_from_string(json_object_get_string(json_object_object_get(rec, "kind")));
+                if (k < 0 || !(t->kinds & (1U << k)))
+                        return false;
+        }
+        if (t->introspector) {
+                v = json_object_object_get(json_object_object_get(rec, "subject"), "introspector");
+                if (!v || !streq(json_object_get_string(v), t->introspector))
+                        return false;
+        }
+        if (t->target) {
+                v = json_object_object_get(json_object_object_get(rec, "object"), "target");
+                if (!v || !streq(json_object_get_string(v), t->target))
+                        return false;
+        }
+        return true;
+}
+
+static int tail_send(Call *call, struct json_object *rec, bool final) {
+        struct json_object *reply = json_object_new_object();
+
+        if (!reply) {
+                json_object_put(rec);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "record", rec);
+        return final ? call_reply(call, reply) : call_reply_more(call, reply);
+}
+
+static void tail_on_record(void *userdata, const AuditTailRecord *rec) {
+        Tail *t = userdata;
+        struct json_object *o;
+
+        if (rec->seq <= t->last_seq || (t->kinds && !(t->kinds & (1U << rec->kind))))
+                return;
+        o = json_tokener_parse(rec->line);
+        if (!o)
+                return;
+        if (!tail_match(t, o)) {
+                json_object_put(o);
+                return;
+        }
+        (void) tail_send(t->call, o, false);
+}
+
+static void tail_on_abort(Call *call, void *userdata) {
+        tail_free(userdata);
+}
+
+/* The last 'lines' matching records of the current file, oldest first.
+ * Reads at most the file's last TAIL_READ_MAX bytes. */
+static int tail_backlog(Tail *t, const char *path, size_t lines, struct json_object ***ret, size_t *ret_n) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_free_ char *buf = NULL;
+        struct json_object **found;
+        size_t n = 0, len = 0, size;
+        struct stat st;
+        off_t from;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return negative_errno();
+        from = st.st_size > (off_t) TAIL_READ_MAX ? st.st_size - (off_t) TAIL_READ_MAX : 0;
+        size = (size_t) (st.st_size - from);
+        buf = malloc(size + 1);
+        found = calloc(lines ?: 1, sizeof *found);
+        if (!buf || !found) {
+                free(found);
+                return -ENOMEM;
+        }
+        while (len < size) {
+                ssize_t k = pread(fd, buf + len, size - len, from + (off_t) len);
+                if (k <= 0)
+                        break;
+                len += (size_t) k;
+        }
+        buf[len] = '\0';
+        /* Only whole lines: drop a partial first one (we started mid-file)
+         * and a last one without its newline (being written, or torn). */
+        char *first = buf, *end = memrchr(buf, '\n', len);
+        if (from > 0 && (first = memchr(buf, '\n', len)))
+                first++;
+        while (end && first && end > first && n < lines) {
+                *end = '\0';
+                char *start = memrchr(first, '\n', (size_t) (end - first));
+                start = start ? start + 1 : first;
+                struct json_object *o = json_tokener_parse(start);
+                if (o && tail_match(t, o))
+                        found[n++] = o;
+                else
+                        json_object_put(o);
+                end = start > first ? start - 1 : NULL;
+        }
+        /* found[] is newest first */
+        for (size_t i = 0; i < n / 2; i++) {
+                struct json_object *x = found[i];
+                found[i] = found[n - 1 - i];
+                found[n - 1 - i] = x;
+        }
+        *ret = found;
+        *ret_n = n;
+        return 0;
+}
+
+static int admin_tail_audit(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        struct json_object *v, *kinds = json_object_object_get(parameters, "kinds");
+        int64_t lines = (v = json_object_object_get(parameters, "lines")) ? json_object_get_int64(v) : 10;
+        bool follow = (v = json_object_object_get(parameters, "follow")) && json_object_get_boolean(v);
+        _cleanup_free_ struct json_object **backlog = NULL;
+        size_t n = 0;
+        Tail *t;
+        int r;
+
+        if (lines < 0 || lines > TAIL_MAX_LINES) {
+                struct json_object *p = json_object_new_object();
+                if (!p)
+                        return -ENOMEM;
+                json_object_object_add(p, "limit", json_object_new_string("lines"));
+                json_object_object_add(p, "max", json_object_new_int64(TAIL_MAX_LINES));
+                return call_reply_error(call, "io.kvmid.LimitExceeded", p);
+        }
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        for (size_t i = 0; kinds && i < json_object_array_length(kinds); i++) {
+                int k = audit_kind_from_string(json_object_get_string(json_object_array_get_idx(kinds, i)));
+                if (k < 0) {
+                        tail_free(t);
+                        return call_reply_invalid_parameter(call, "kinds");
+                }
+                t->kinds |= 1U << k;
+        }
+        if (((v = json_object_object_get(parameters, "introspector")) &&
+             !(t->introspector = strdup(json_object_get_string(v)))) ||
+            ((v = json_object_object_get(parameters, "target")) && !(t->target = strdup(json_object_get_string(v))))) {
+                tail_free(t);
+                return -ENOMEM;
+        }
+        r = tail_backlog(t, audit_path(s->audit), (size_t) lines, &backlog, &n);
+        if (r < 0 && r != -ENOENT) {
+                tail_free(t);
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                t->last_seq = json_object_get_uint64(json_object_object_get(backlog[i], "seq"));
+                (void) tail_send(call, backlog[i], !follow && i + 1 == n);
+        }
+        if (!follow) {
+                if (n == 0)
+                        (void) tail_send(call, NULL, true);
+                tail_free(t);
+                return 0;
+        }
+        /* What the file held when it was read is history, matched or not. */
+        AuditStats st;
+        audit_get_stats(s->audit, &st);
+        t->last_seq = MAX(t->last_seq, st.last_seq);
+        (void) tail_send(call, NULL, false);    /* the live point */
+        t->call = call_ref(call);
+        r = audit_subscribe(s->audit, tail_on_record, t, &t->sub);
+        if (r < 0) {
+                tail_free(t);
+                return r;
+        }
+        call_set_abort_handler(call, tail_on_abort, t);
+        return 0;
+}
+
 static const MethodEntry admin_methods[] = {
         { "GetStatus", admin_get_status, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "ListDomains", admin_list_domains, ROLE_ADMIN, CONN_STATE_ANY, false },
@@ -347,6 +635,8 @@ static const MethodEntry admin_methods[] = {
         { "GetPolicy", admin_get_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "ReloadPolicy", admin_reload_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "ExplainPolicy", admin_explain_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "RotateAudit", admin_rotate_audit, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "TailAudit", admin_tail_audit, ROLE_ADMIN, CONN_STATE_ANY, true },
 };
 
 const InterfaceTable admin_interface = {

@@ -30,6 +30,28 @@ int authz_load(const Config *c, Policy **ret, bool *ret_builtin, char **ret_erro
         return r;
 }
 
+/* Every load is a decision about what is allowed from now on: audited. */
+static void authz_audit(Server *s, const Policy *p, const char *error, bool initial, bool changed) {
+        _cleanup_json_ struct json_object *data = json_object_new_object();
+
+        if (data && p) {
+                /* A failed reload keeps the policy in force: say which. */
+                json_object_object_add(data, error ? "kept_digest" : "digest", json_object_new_string(policy_digest(p)));
+                json_object_object_add(data, "rules", json_object_new_int64((int64_t) policy_n_rules(p)));
+                json_object_object_add(data, "builtin", json_object_new_boolean(s->policy_builtin));
+                json_object_object_add(data, "changed", json_object_new_boolean(changed));
+        }
+        if (data) {
+                json_object_object_add(data, "initial", json_object_new_boolean(initial));
+                json_object_object_add(data, "file", json_object_new_string(s->config->policy.file));
+        }
+        server_audit(s, &(AuditEvent) {
+                .kind = error ? AUDIT_KIND_POLICY_RELOAD_FAIL : AUDIT_KIND_POLICY_RELOAD_OK,
+                .reason = error,
+                .data = data,
+        });
+}
+
 static void authz_install(Server *s, Policy *p, bool builtin) {
         policy_unref(s->policy);
         s->policy = p;
@@ -53,6 +75,7 @@ int authz_start(Server *s) {
         if (r < 0)
                 return log_error_errno(r, "policy: %s", error ?: "cannot load");
         authz_install(s, p, builtin);
+        authz_audit(s, p, NULL, true, true);
         return 0;
 }
 
@@ -65,6 +88,7 @@ int authz_reload(Server *s, char **ret_error) {
         r = authz_load(s->config, &p, &builtin, &error);
         if (r < 0) {
                 log_warning("policy reload failed, keeping the policy in force: %s", error ?: "out of memory");
+                authz_audit(s, s->policy, error ?: "out of memory", false, false);
                 if (ret_error)
                         *ret_error = TAKE_PTR(error);
                 return r;
@@ -73,9 +97,11 @@ int authz_reload(Server *s, char **ret_error) {
                 log_info("policy reloaded: unchanged (digest %.16s)", policy_digest(p));
                 policy_unref(p);
                 s->policy_loaded_usec = now_usec(CLOCK_REALTIME);
+                authz_audit(s, s->policy, NULL, false, false);
                 return 0;
         }
         authz_install(s, p, builtin);
+        authz_audit(s, p, NULL, false, true);
         return 0;
 }
 

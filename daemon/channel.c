@@ -53,6 +53,9 @@ struct Channel {
         char peer[48];
         ChannelState state;
         bool dead, unhooked;
+        bool confirmed;                 /* the kernel answered GET_VERSION: QEMU took our cookie hash */
+        char qemu_name[KVMI_HANDSHAKE_NAME_SIZE];
+        char uuid[37];                  /* from the handshake, for the audit record */
         Domain *domain;
         const KvmiNumbering *numbering;
         size_t max_msg;
@@ -129,6 +132,28 @@ static void channel_server_on_reap(evutil_socket_t fd, short what, void *userdat
         }
 }
 
+/* A handshake is over when the kernel answers GET_VERSION (QEMU accepted
+ * the cookie hash) or when the channel closes before that: one record. */
+static void channel_audit_handshake(Channel *ch, const char *reason) {
+        _cleanup_json_ struct json_object *data = json_object_new_object();
+
+        if (data) {
+                json_object_object_add(data, "peer", json_object_new_string(ch->peer));
+                if (ch->qemu_name[0])
+                        json_object_object_add(data, "qemu_name", json_object_new_string(ch->qemu_name));
+                if (ch->domain && ch->domain->kvmi_version)
+                        json_object_object_add(data, "kvmi_version", json_object_new_int64(ch->domain->kvmi_version));
+        }
+        server_audit(ch->server, &(AuditEvent) {
+                .kind = reason ? AUDIT_KIND_KVMI_HANDSHAKE_FAIL : AUDIT_KIND_KVMI_HANDSHAKE_OK,
+                .target = ch->domain ? ch->domain->name : NULL,
+                .uuid = ch->uuid[0] ? ch->uuid : NULL,
+                .reason = reason,
+                .data = data,
+        });
+        ch->confirmed = true;
+}
+
 /* Closing never frees: the channel may be deep in its own callbacks, so it
  * goes to the graveyard and is freed from the loop. */
 void channel_close(Channel *ch, const char *reason) {
@@ -136,6 +161,8 @@ void channel_close(Channel *ch, const char *reason) {
 
         if (ch->dead)
                 return;
+        if (!ch->confirmed)
+                channel_audit_handshake(ch, reason);
         ch->dead = true;
         if (ch->domain) {
                 Domain *d = ch->domain;
@@ -410,6 +437,7 @@ static void on_version(Channel *ch, const PendingCmd *p, const KvmiReply *r) {
                 return;
         }
         d->kvmi_version = r->version.version;
+        channel_audit_handshake(ch, NULL);
         ch->max_msg = kvmi_version_max_msg_size(ch->numbering, &r->version);
         d->max_msg_size = (uint32_t) ch->max_msg;
         d->commands |= 1U << KVMI_CMD_GET_VERSION;
@@ -508,6 +536,8 @@ static int channel_handshake(Channel *ch, const uint8_t *buf, size_t len) {
                 return r;
         }
         uuid_to_string(h.uuid, uuid);
+        memcpy(ch->uuid, uuid, sizeof ch->uuid);
+        memcpy(ch->qemu_name, h.name, sizeof ch->qemu_name);
         d = domain_find_uuid(ch->server, h.uuid);
         if (!d) {
                 channel_fail(ch, "handshake from unknown domain uuid %s (QEMU name \"%s\"): refused", uuid, h.name);

@@ -135,6 +135,7 @@ Config *config_free(Config *c) {
                 c->identities = i->next;
                 identity_config_free(i);
         }
+        free(c->audit.file);
         free(c->policy.file);
         free(c->policy.directory);
         free(c->kvmi.socket_path);
@@ -418,6 +419,30 @@ static int parse_policy_key(PolicyConfig *p, const char *key, const char *v, con
         return set_string(streq(key, "file") ? &p->file : &p->directory, v);
 }
 
+static int parse_audit_key(AuditFileConfig *a, const char *key, const char *v, const char **ret_why) {
+        if (streq(key, "file")) {
+                if (v[0] != '/') {
+                        *ret_why = "must be an absolute path";
+                        return -EINVAL;
+                }
+                return set_string(&a->file, v);
+        }
+        if (streq(key, "sync")) {
+                AuditSyncMode m = audit_sync_mode_from_string(v);
+                if (m < 0) {
+                        *ret_why = "expected always, interval or off";
+                        return -EINVAL;
+                }
+                a->sync = m;
+                return 0;
+        }
+        if (streq(key, "sync-interval"))
+                return parse_number_key(v, 1, 60000, &a->interval_msec, ret_why,
+                                        "expected milliseconds from 1 to 60000");
+        *ret_why = "unknown key";
+        return -ENOENT;
+}
+
 static int parse_identity_key(IdentityConfig *id, const char *key, const char *v, const char **ret_why) {
         if (streq(key, "key-file")) {
                 if (v[0] != '/') {
@@ -557,6 +582,8 @@ static int config_ini_line(void *user, const char *section, const char *key, con
                 return 1;
         if (streq(section, "daemon"))
                 r = parse_daemon_key(st, key, value, &why);
+        else if (streq(section, "audit"))
+                r = parse_audit_key(&st->config->audit, key, value, &why);
         else if (streq(section, "policy"))
                 r = parse_policy_key(&st->config->policy, key, value, &why);
         else if (streq(section, "kvmi"))
@@ -608,6 +635,8 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->policy.directory = strdup(SYSCONFDIR "/kvmid/policy.d");
         if (!c->policy.file || !c->policy.directory)
                 return NULL;
+        c->audit.sync = AUDIT_SYNC_ALWAYS;
+        c->audit.interval_msec = 1000;
         c->kvmi.mode = 0660;
         c->kvmi.group = strdup("kvm");
         c->kvmi.handshake_timeout_sec = 10;
@@ -785,6 +814,15 @@ int config_load(const char *path, const char *runtime_dir_override, Config **ret
                         l->socket_path = NULL;
                         return -ENOMEM;
                 }
+        }
+        /* A private runtime directory (a test or second instance) keeps its
+         * audit log there too, rather than sharing the system's. */
+        if (!c->audit.file &&
+            (streq(c->runtime_dir, DEFAULT_RUNTIME_DIR)
+                     ? !(c->audit.file = strdup(LOCALSTATEDIR "/log/kvmid/audit.log"))
+                     : asprintf(&c->audit.file, "%s/audit.log", c->runtime_dir) < 0)) {
+                c->audit.file = NULL;
+                return -ENOMEM;
         }
         if (!c->kvmi.socket_path && asprintf(&c->kvmi.socket_path, "%s/kvmi", c->runtime_dir) < 0) {
                 c->kvmi.socket_path = NULL;

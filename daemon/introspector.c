@@ -171,6 +171,45 @@ int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[3
         return 0;
 }
 
+typedef struct AuthPending {
+        Call *call;
+        char *name;
+} AuthPending;
+
+static void auth_durable(void *userdata, int r) {
+        AuthPending *p = userdata;
+        Call *call = p->call;
+        Conn *c;
+
+        if (!call_is_alive(call))
+                goto done;
+        c = call_conn(call);
+        if (r < 0) {
+                struct json_object *e = json_object_new_object();
+                log_error_errno(r, "introspector \"%s\": audit record not written (%m): denied", p->name);
+                if (e)
+                        json_object_object_add(e, "reason", json_object_new_string(strerror(-r)));
+                (void) call_reply_error(call, "io.kvmid.AuditFailed", e);
+                goto done;
+        }
+        if (conn_set_data(c, "introspector.identity", p->name, free) < 0) {
+                (void) call_reply_error(call, "io.kvmid.InternalError", NULL);
+                goto done;
+        }
+        conn_set_state(c, conn_state(c) | CONN_STATE_AUTHENTICATED);
+        log_info("introspector \"%s\" authenticated (uid %u, pid %d)", p->name, (unsigned) conn_uid(c),
+                 (int) conn_pid(c));
+        struct json_object *reply = json_object_new_object();
+        if (reply)
+                json_object_object_add(reply, "introspector", json_object_new_string(p->name));
+        p->name = NULL; /* owned by the connection now */
+        (void) call_reply(call, reply);
+done:
+        call_unref(call);
+        free(p->name);
+        free(p);
+}
+
 static int introspector_authenticate(Call *call, struct json_object *parameters, void *userdata) {
         Server *s = userdata;
         IntrospectorState *st = s->introspectors;
@@ -225,29 +264,33 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
         ok &= !(id && id->domain);
         OPENSSL_cleanse(want, sizeof want);
 
+        const struct ucred cred = { .pid = conn_pid(c), .uid = conn_uid(c), .gid = conn_gid(c) };
+        AuditEvent ev = { .kind = ok ? AUDIT_KIND_AUTH_OK : AUDIT_KIND_AUTH_FAIL, .introspector = name, .peer = &cred };
         if (!ok) {
                 peer->failures++;
                 log_notice("introspector authentication failed for \"%s\" from %s (pid %d)", name, binding,
                            (int) conn_pid(c));
+                server_audit(s, &ev);
                 return call_reply_error(call, "io.kvmid.Introspector.AuthenticationFailed", NULL);
         }
         peer->failures = 0;
-        char *who = strdup(name);
-        if (!who)
-                return -ENOMEM;
-        r = conn_set_data(c, "introspector.identity", who, free);
-        if (r < 0) {
-                free(who);
-                return r;
-        }
-        conn_set_state(c, conn_state(c) | CONN_STATE_AUTHENTICATED);
-        log_info("introspector \"%s\" authenticated from %s (pid %d)", name, binding, (int) conn_pid(c));
 
-        struct json_object *reply = json_object_new_object();
-        if (!reply)
+        /* An allow is answered only once its record is durable. */
+        AuthPending *pending = calloc(1, sizeof *pending);
+        if (!pending)
                 return -ENOMEM;
-        json_object_object_add(reply, "introspector", json_object_new_string(name));
-        return call_reply(call, reply);
+        pending->name = strdup(name);
+        if (!pending->name) {
+                free(pending);
+                return -ENOMEM;
+        }
+        pending->call = call_ref(call);
+        r = audit_append(s->audit, &ev, auth_durable, pending);
+        if (r < 0) {
+                auth_durable(pending, r);
+                return 0;
+        }
+        return 0;
 }
 
 const char *introspector_identity(const Conn *c) {

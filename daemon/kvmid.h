@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <json-c/json.h>
 
+#include "audit.h"
 #include "kvmi.h"
 #include "macro.h"
 #include "policy.h"
@@ -118,6 +119,13 @@ typedef struct PolicyConfig {
         char *directory;                /* drop-ins: *.policy in lexical order */
 } PolicyConfig;
 
+/* [audit] */
+typedef struct AuditFileConfig {
+        char *file;
+        AuditSyncMode sync;
+        unsigned interval_msec;         /* sync = interval */
+} AuditFileConfig;
+
 /* [introspector NAME]: an identity that may authenticate. */
 #define IDENTITY_KEY_MIN 32
 #define IDENTITY_KEY_MAX 1024
@@ -145,6 +153,7 @@ struct Config {
         ListenerConfig listeners[N_ROLES];
         KvmiConfig kvmi;
         PolicyConfig policy;
+        AuditFileConfig audit;
         DomainConfig *domains;
         IdentityConfig *identities;
 };
@@ -302,6 +311,7 @@ struct Server {
         struct Certification *certification;
         Domain *domains;             /* domain.c */
         ChannelServer *channels;     /* channel.c */
+        Audit *audit;                /* audit.c: the one writer of the audit log */
         Policy *policy;              /* authz.c: the snapshot in force */
         bool policy_builtin;         /* no rules file: the built-in "default deny" */
         uint64_t policy_loaded_usec; /* CLOCK_REALTIME */
@@ -321,6 +331,9 @@ const char *server_listener_path(const Server *s, Role role);
  * with the mode and group that are its access control; logs its errors. */
 int server_bind_unix(const char *name, const char *path, mode_t mode, const char *group, int *ret_fd);
 uint64_t now_usec(clockid_t clock);
+/* An audit record that needs no durability callback (lifecycle events).
+ * Failures show as the audit log's degraded state. */
+void server_audit(Server *s, const AuditEvent *ev);
 
 /* ---- interface modules: each exports its table --------------------------- */
 
@@ -455,3 +468,8 @@ int authz_reload(Server *s, char **ret_error);
  * labels; extra_labels are added, for explain). */
 int authz_check(Server *s, const char *introspector, const char *target_name, const uint8_t *target_uuid,
                 const char *const *labels, size_t n_labels, PolicyPermission perm, PolicyDecision *ret);
+
+/* ---- admin.c ---------------------------------------------------------------- */
+
+/* Rotate the audit log; call (may be NULL: SIGUSR1) gets the reply. */
+int admin_rotate_audit_start(Server *s, Call *call);

@@ -26,7 +26,7 @@ typedef struct Daemon {
         Options opts;
         struct event_base *base;
         Server *server;
-        struct event *ev_term, *ev_int, *ev_hup;
+        struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
 } Daemon;
 
 static void help(void) {
@@ -135,6 +135,14 @@ static void on_reload(evutil_socket_t sig, short what, void *userdata) {
         (void) sd_notify(false, "READY=1\nSTATUS=Running");
 }
 
+static void on_rotate(evutil_socket_t sig, short what, void *userdata) {
+        Daemon *d = userdata;
+        int r = admin_rotate_audit_start(d->server, NULL);
+
+        if (r < 0)
+                log_warning_errno(r, "SIGUSR1: cannot rotate the audit log: %m");
+}
+
 static void on_stop_timeout(evutil_socket_t fd, short what, void *userdata) {
         Daemon *d = userdata;
 
@@ -151,6 +159,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *userdata) {
         log_info("received %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         (void) sd_notify(false, "STOPPING=1");
         event_del(d->ev_hup);
+        event_del(d->ev_usr1);
         server_stop(d->server);
         event_base_once(d->base, -1, EV_TIMEOUT, on_stop_timeout, d, &tv);
 }
@@ -190,11 +199,13 @@ static int daemon_setup(Daemon *d, Config *config) {
         d->ev_term = evsignal_new(d->base, SIGTERM, on_terminate, d);
         d->ev_int = evsignal_new(d->base, SIGINT, on_terminate, d);
         d->ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
-        if (!d->ev_term || !d->ev_int || !d->ev_hup)
+        d->ev_usr1 = evsignal_new(d->base, SIGUSR1, on_rotate, d);
+        if (!d->ev_term || !d->ev_int || !d->ev_hup || !d->ev_usr1)
                 return log_error_errno(ENOMEM, "cannot watch signals");
         event_add(d->ev_term, NULL);
         event_add(d->ev_int, NULL);
         event_add(d->ev_hup, NULL);
+        event_add(d->ev_usr1, NULL);
 
         return server_start(d->server);
 }
@@ -206,6 +217,8 @@ static void daemon_done(Daemon *d) {
                 event_free(d->ev_int);
         if (d->ev_hup)
                 event_free(d->ev_hup);
+        if (d->ev_usr1)
+                event_free(d->ev_usr1);
         server_free(d->server);
         if (d->base)
                 event_base_free(d->base);
@@ -253,6 +266,8 @@ int main(int argc, char **argv) {
                 return EXIT_SUCCESS;
         }
         (void) signal(SIGPIPE, SIG_IGN);
+        /* Over RLIMIT_FSIZE the audit log must fail with EFBIG (and deny), not kill us. */
+        (void) signal(SIGXFSZ, SIG_IGN);
         if (!d.opts.foreground && !getenv("NOTIFY_SOCKET") && fork_background(&ready_fd) < 0) {
                 config_free(config);
                 return EXIT_FAILURE;

@@ -380,6 +380,11 @@ Server *server_free(Server *s) {
         domain_registry_free(s);
         introspector_state_free(s->introspectors);
         policy_unref(s->policy);
+        if (s->audit) {
+                int r = audit_close(s->audit);
+                if (r < 0)
+                        log_error_errno(r, "audit log: last records could not be written: %m");
+        }
         safe_close(s->kvmi_fd_passed);
         event_free(s->ev_reap);
         dispatch_free(s->dispatch);
@@ -389,11 +394,54 @@ Server *server_free(Server *s) {
         return NULL;
 }
 
+void server_audit(Server *s, const AuditEvent *ev) {
+        int r;
+
+        if (!s->audit)
+                return;
+        r = audit_emit(s->audit, ev);
+        if (r < 0)
+                log_warning_errno(r, "audit: cannot record %s: %m", audit_kind_to_string(ev->kind));
+}
+
+static int server_open_audit(Server *s) {
+        const AuditFileConfig *ac = &s->config->audit;
+        AuditConfig cfg = {
+                .path = ac->file,
+                .sync = ac->sync,
+                .interval_msec = ac->interval_msec,
+                .journal = true,
+        };
+        _cleanup_free_ char *dir = strdup(ac->file);
+        char *slash;
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = '\0';
+                if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "audit log: cannot create \"%s\": %m", dir);
+        }
+        r = audit_open(s->base, &cfg, &s->audit);
+        if (r < 0)
+                return log_error_errno(r, "audit log \"%s\": cannot open: %m", ac->file);
+        log_info("audit log \"%s\" (sync=%s), chain at seq %" PRIu64, ac->file, audit_sync_mode_to_string(ac->sync),
+                 audit_last_seq(s->audit));
+        return 0;
+}
+
 /* Take what systemd passed (FileDescriptorName= admin, introspector,
  * hypervisor), bind the rest ourselves. */
 int server_start(Server *s) {
         char **names = NULL;
         int n, r;
+
+        /* Decisions are only made with somewhere to record them. */
+        r = server_open_audit(s);
+        if (r < 0)
+                return r;
 
         n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
@@ -458,7 +506,18 @@ int server_start(Server *s) {
         r = authz_start(s);
         if (r < 0)
                 return r;
-        return channel_server_start(s);
+        r = channel_server_start(s);
+        if (r < 0)
+                return r;
+        _cleanup_json_ struct json_object *data = json_object_new_object();
+        if (data) {
+                json_object_object_add(data, "version", json_object_new_string(PACKAGE_VERSION));
+                json_object_object_add(data, "pid", json_object_new_int64(getpid()));
+                if (s->config->path)
+                        json_object_object_add(data, "config", json_object_new_string(s->config->path));
+        }
+        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_START, .data = data });
+        return 0;
 }
 
 void server_apply_config(Server *s, Config *c) {
@@ -467,6 +526,9 @@ void server_apply_config(Server *s, Config *c) {
                         log_warning("%s listener: socket path change to \"%s\" needs a restart, still on \"%s\"",
                                     c->listeners[k].name, c->listeners[k].socket_path,
                                     s->config->listeners[k].socket_path);
+        if (!streq(s->config->audit.file, c->audit.file) || s->config->audit.sync != c->audit.sync)
+                log_warning("audit log: a new file or sync mode needs a restart, still \"%s\" sync=%s",
+                            s->config->audit.file, audit_sync_mode_to_string(s->config->audit.sync));
         if (!streq(s->config->kvmi.socket_path, c->kvmi.socket_path))
                 log_warning("KVMI listener: socket path change to \"%s\" needs a restart, still on \"%s\"",
                             c->kvmi.socket_path, s->config->kvmi.socket_path);
@@ -479,6 +541,7 @@ void server_apply_config(Server *s, Config *c) {
 
 void server_stop(Server *s) {
         s->stopping = true;
+        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_STOP, .reason = "stopping" });
         channel_server_stop(s);
         for (size_t k = 0; k < N_ROLES; k++)
                 s->listeners[k] = listener_free(s->listeners[k]);

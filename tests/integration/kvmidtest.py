@@ -108,7 +108,7 @@ class Varlink:
 class Daemon:
     """The real kvmid in a temp runtime dir."""
 
-    def __init__(self, config="", valgrind=False, extra_args=(), env=None, name="kvmid"):
+    def __init__(self, config="", valgrind=False, extra_args=(), env=None, name="kvmid", preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="kvmid-test-")
         self.runtime = os.path.join(self.dir, "run")
         self.config_path = os.path.join(self.dir, "kvmid.conf")
@@ -127,7 +127,7 @@ class Daemon:
         if env:
             e.update(env)
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e, preexec_fn=preexec_fn)
         self.wait_ready(60 if valgrind else 10)
 
     def write_config(self, text):
