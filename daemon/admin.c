@@ -628,6 +628,139 @@ static int admin_tail_audit(Call *call, struct json_object *parameters, void *us
         return 0;
 }
 
+/* ---- sessions, tokens, mappings --------------------------------------------- */
+
+static int reply_list(Call *call, const char *key, struct json_object *list) {
+        struct json_object *reply = json_object_new_object();
+
+        if (!reply || !list) {
+                json_object_put(reply);
+                json_object_put(list);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, key, list);
+        return call_reply(call, reply);
+}
+
+static int not_found(Call *call, const char *error, const char *key, const char *value) {
+        struct json_object *p = json_object_new_object();
+
+        if (!p)
+                return -ENOMEM;
+        json_object_object_add(p, key, json_object_new_string(value));
+        return call_reply_error(call, error, p);
+}
+
+static int admin_list_introspectors(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        struct json_object *list = json_object_new_array();
+
+        for (const IdentityConfig *id = s->config->identities; list && id; id = id->next) {
+                struct json_object *o = json_object_new_object(), *uids = json_object_new_array();
+                int64_t conns = 0, sessions = 0;
+                if (!o || !uids) {
+                        json_object_put(o);
+                        json_object_put(uids);
+                        break;
+                }
+                for (size_t i = 0; i < id->n_uids; i++)
+                        json_object_array_add(uids, json_object_new_int64(id->uids[i]));
+                for (Conn *c = s->conns; c; c = c->next) {
+                        const char *who = introspector_identity(c);
+                        conns += who && streq(who, id->name);
+                }
+                for (const Session *ss = s->sessions; ss; ss = ss->next)
+                        sessions += streq(ss->introspector, id->name);
+                json_object_object_add(o, "name", json_object_new_string(id->name));
+                json_object_object_add(o, "domain", id->domain ? json_object_new_string(id->domain) : NULL);
+                json_object_object_add(o, "uids", uids);
+                json_object_object_add(o, "connections", json_object_new_int64(conns));
+                json_object_object_add(o, "sessions", json_object_new_int64(sessions));
+                json_object_array_add(list, o);
+        }
+        return reply_list(call, "introspectors", list);
+}
+
+static int admin_list_sessions(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        struct json_object *list = json_object_new_array();
+
+        for (const Session *ss = s->sessions; list && ss; ss = ss->next) {
+                struct json_object *o = session_to_json(ss);
+                if (o)
+                        json_object_array_add(list, o);
+        }
+        return reply_list(call, "sessions", list);
+}
+
+static int admin_list_tokens(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+
+        return reply_list(call, "tokens", token_list_json(s->tokens));
+}
+
+static int admin_list_mappings(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+
+        return reply_list(call, "mappings", hypervisor_mappings_json(s));
+}
+
+static int admin_revoke_session(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *id = json_object_get_string(json_object_object_get(parameters, "session"));
+        Session *ss = session_find(s, id);
+
+        if (!ss)
+                return not_found(call, "io.kvmid.Admin.NoSuchSession", "session", id);
+        session_end(ss, "revoked by an operator");
+        return call_reply(call, NULL);
+}
+
+static int admin_revoke_introspector(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *name = json_object_get_string(json_object_object_get(parameters, "introspector"));
+        int64_t n = 0;
+
+        if (!config_find_identity(s->config, name))
+                return not_found(call, "io.kvmid.Admin.NoSuchIntrospector", "introspector", name);
+        for (const Session *ss = s->sessions; ss; ss = ss->next)
+                n += streq(ss->introspector, name);
+        session_end_introspector(s, name, "introspector revoked by an operator");
+        /* Its connections go too: it must authenticate again. */
+        for (Conn *c = s->conns, *next; c; c = next) {
+                const char *who = introspector_identity(c);
+                next = c->next;
+                if (who && streq(who, name))
+                        conn_close(c);
+        }
+        struct json_object *reply = json_object_new_object();
+        if (!reply)
+                return -ENOMEM;
+        json_object_object_add(reply, "sessions", json_object_new_int64(n));
+        return call_reply(call, reply);
+}
+
+static int admin_revoke_token(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *id = json_object_get_string(json_object_object_get(parameters, "token_id"));
+        MapToken *tok = token_find_id(s->tokens, id);
+
+        if (!tok || tok->state != TOKEN_LIVE)
+                return not_found(call, "io.kvmid.Admin.NoSuchToken", "token_id", id);
+        token_revoke(s->tokens, tok, "revoked by an operator");
+        return call_reply(call, NULL);
+}
+
+static int admin_watch_events(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *name = json_object_get_string(json_object_object_get(parameters, "domain"));
+        Domain *d = domain_find(s, name);
+
+        if (!d)
+                return not_found(call, "io.kvmid.Admin.DomainNotFound", "domain", name);
+        return session_watch(d, call);
+}
+
 static const MethodEntry admin_methods[] = {
         { "GetStatus", admin_get_status, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "ListDomains", admin_list_domains, ROLE_ADMIN, CONN_STATE_ANY, false },
@@ -637,6 +770,14 @@ static const MethodEntry admin_methods[] = {
         { "ExplainPolicy", admin_explain_policy, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "RotateAudit", admin_rotate_audit, ROLE_ADMIN, CONN_STATE_ANY, false },
         { "TailAudit", admin_tail_audit, ROLE_ADMIN, CONN_STATE_ANY, true },
+        { "ListIntrospectors", admin_list_introspectors, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "ListSessions", admin_list_sessions, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "ListTokens", admin_list_tokens, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "ListMappings", admin_list_mappings, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "RevokeSession", admin_revoke_session, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "RevokeIntrospector", admin_revoke_introspector, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "RevokeToken", admin_revoke_token, ROLE_ADMIN, CONN_STATE_ANY, false },
+        { "WatchEvents", admin_watch_events, ROLE_ADMIN, CONN_STATE_ANY, true },
 };
 
 const InterfaceTable admin_interface = {

@@ -102,6 +102,7 @@ int authz_reload(Server *s, char **ret_error) {
         }
         authz_install(s, p, builtin);
         authz_audit(s, p, NULL, false, true);
+        session_recheck(s);
         return 0;
 }
 

@@ -41,6 +41,8 @@ struct PendingCmd {
         uint32_t seq;
         KvmiCmd cmd;
         uint32_t arg;                   /* what was checked / which vCPU */
+        ChannelTokenFn token_fn;        /* GET_MAP_TOKEN */
+        void *userdata;
         uint64_t deadline_usec;
         ReplyHandler done;
         PendingCmd *next;
@@ -166,7 +168,14 @@ void channel_close(Channel *ch, const char *reason) {
         ch->dead = true;
         if (ch->domain) {
                 Domain *d = ch->domain;
+                char why[300];
                 log_info("domain \"%s\": KVMI channel closed: %s", d->name, reason);
+                /* Without its channel the target's tokens are gone (the
+                 * kernel drops them) and nothing can be introspected. */
+                snprintf(why, sizeof why, "target's KVMI channel closed: %s", reason);
+                token_target_gone(ch->server->tokens, d);
+                session_end_target(ch->server, d, why);
+                session_unwatch_target(d, why);
                 ch->domain = NULL;
                 domain_channel_closed(d);
         } else
@@ -337,6 +346,29 @@ static int channel_reply(Channel *ch, const KvmiMsgHdr *h, const uint8_t *msg, s
         if (!ch->dead)
                 channel_arm_timer(ch);
         return ch->dead ? -ECONNRESET : 0;
+}
+
+static void on_map_token(Channel *ch, const PendingCmd *p, const KvmiReply *r) {
+        p->token_fn(p->userdata, r->err, r->err == 0 ? &r->map_token : NULL);
+}
+
+int channel_get_map_token(Channel *ch, ChannelTokenFn done, void *userdata) {
+        KvmiCommand c = { .cmd = KVMI_CMD_GET_MAP_TOKEN };
+        int r;
+
+        if (ch->dead || ch->state != CHANNEL_READY)
+                return -ENOTCONN;
+        r = channel_command(ch, &c, 0, on_map_token);
+        if (r < 0)
+                return r;
+        /* channel_command appended it: it is the tail. */
+        PendingCmd *p = ch->pending;
+        while (p->next)
+                p = p->next;
+        p->token_fn = done;
+        p->userdata = userdata;
+        channel_flush(ch);
+        return 0;
 }
 
 /* ---- probe --------------------------------------------------------------- */

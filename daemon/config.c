@@ -419,6 +419,34 @@ static int parse_policy_key(PolicyConfig *p, const char *key, const char *v, con
         return set_string(streq(key, "file") ? &p->file : &p->directory, v);
 }
 
+static int parse_session_key(SessionConfig *sc, const char *key, const char *v, const char **ret_why) {
+        unsigned long long x;
+
+        if (streq(key, "max-sessions-per-connection"))
+                return parse_number_key(v, 1, 4096, &sc->max_per_connection, ret_why, "expected a number from 1 to 4096");
+        if (streq(key, "subscriber-queue-events"))
+                return parse_number_key(v, 1, 1000000, &sc->queue_events, ret_why,
+                                        "expected a number from 1 to 1000000");
+        if (streq(key, "subscriber-queue-bytes")) {
+                if (parse_size(v, 1ULL << 30, &x) < 0 || x < 4096) {
+                        *ret_why = "expected a size from 4K to 1G";
+                        return -EINVAL;
+                }
+                sc->queue_bytes = (size_t) x;
+                return 0;
+        }
+        if (streq(key, "token-timeout"))
+                return parse_number_key(v, 1, 600000, &sc->token_timeout_msec, ret_why,
+                                        "expected milliseconds from 1 to 600000");
+        if (streq(key, "token-lifetime"))
+                return parse_number_key(v, 100, 600000, &sc->token_lifetime_msec, ret_why,
+                                        "expected milliseconds from 100 to 600000");
+        if (streq(key, "max-tokens"))
+                return parse_number_key(v, 1, 4096, &sc->max_tokens, ret_why, "expected a number from 1 to 4096");
+        *ret_why = "unknown key";
+        return -ENOENT;
+}
+
 static int parse_audit_key(AuditFileConfig *a, const char *key, const char *v, const char **ret_why) {
         if (streq(key, "file")) {
                 if (v[0] != '/') {
@@ -582,6 +610,8 @@ static int config_ini_line(void *user, const char *section, const char *key, con
                 return 1;
         if (streq(section, "daemon"))
                 r = parse_daemon_key(st, key, value, &why);
+        else if (streq(section, "session"))
+                r = parse_session_key(&st->config->session, key, value, &why);
         else if (streq(section, "audit"))
                 r = parse_audit_key(&st->config->audit, key, value, &why);
         else if (streq(section, "policy"))
@@ -635,6 +665,12 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->policy.directory = strdup(SYSCONFDIR "/kvmid/policy.d");
         if (!c->policy.file || !c->policy.directory)
                 return NULL;
+        c->session.max_per_connection = 64;
+        c->session.queue_events = 1024;
+        c->session.queue_bytes = 512 * 1024;
+        c->session.token_timeout_msec = 5000;
+        c->session.token_lifetime_msec = 3000;
+        c->session.max_tokens = 64;
         c->audit.sync = AUDIT_SYNC_ALWAYS;
         c->audit.interval_msec = 1000;
         c->kvmi.mode = 0660;

@@ -146,6 +146,18 @@ static int call_queue(Call *call, VarlinkBlob *blob, bool final, bool is_error) 
         return 0;
 }
 
+Server *conn_server(const Conn *c) {
+        return c->server;
+}
+
+size_t conn_queued_bytes(const Conn *c) {
+        return varlink_outq_bytes(c->outq);
+}
+
+size_t conn_queued_messages(const Conn *c) {
+        return varlink_outq_count(c->outq);
+}
+
 int call_reply_blob(Call *call, VarlinkBlob *blob, bool final) {
         if (call->flags & VARLINK_CALL_ONEWAY)
                 return 0;

@@ -219,6 +219,7 @@ void domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec) {
         };
 
         d->guest_requests++;
+        session_publish(d, &g, d->uuid_str);
         if (d->recent_size == 0)
                 return;
         d->recent[d->recent_next] = g;

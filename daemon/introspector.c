@@ -260,8 +260,10 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
                         uid_ok |= id->uids[i] == conn_uid(c);
                 ok &= uid_ok;
         }
-        /* A domain-bound identity authenticates over vsock only. */
-        ok &= !(id && id->domain);
+        /* A VM-bound identity authenticates over vsock from its VM, or on
+         * the Unix socket only for the uids it names (a host-side helper
+         * acting for that VM). */
+        ok &= !(id && id->domain && id->n_uids == 0);
         OPENSSL_cleanse(want, sizeof want);
 
         const struct ucred cred = { .pid = conn_pid(c), .uid = conn_uid(c), .gid = conn_gid(c) };
@@ -300,6 +302,11 @@ const char *introspector_identity(const Conn *c) {
 static const MethodEntry introspector_methods[] = {
         { "Hello", introspector_hello, ROLE_INTROSPECTOR, CONN_STATE_ANY, false },
         { "Authenticate", introspector_authenticate, ROLE_INTROSPECTOR, CONN_STATE_ANY, false },
+        { "OpenSession", session_method_open, ROLE_INTROSPECTOR, CONN_STATE_AUTHENTICATED, false },
+        { "CloseSession", session_method_close, ROLE_INTROSPECTOR, CONN_STATE_AUTHENTICATED, false },
+        { "Subscribe", session_method_subscribe, ROLE_INTROSPECTOR, CONN_STATE_AUTHENTICATED, true },
+        { "GetMapToken", token_method_get, ROLE_INTROSPECTOR, CONN_STATE_AUTHENTICATED, false },
+        { "RevokeToken", token_method_revoke, ROLE_INTROSPECTOR, CONN_STATE_AUTHENTICATED, false },
 };
 
 const InterfaceTable introspector_interface = {

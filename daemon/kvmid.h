@@ -32,6 +32,9 @@ typedef struct Domain Domain;
 typedef struct Channel Channel;
 typedef struct ChannelServer ChannelServer;
 typedef struct IntrospectorState IntrospectorState;
+typedef struct Session Session;
+typedef struct MapToken MapToken;
+typedef struct TokenTable TokenTable;
 
 /* ---- log.c ------------------------------------------------------------ */
 
@@ -126,6 +129,16 @@ typedef struct AuditFileConfig {
         unsigned interval_msec;         /* sync = interval */
 } AuditFileConfig;
 
+/* [session] */
+typedef struct SessionConfig {
+        unsigned max_per_connection;
+        unsigned queue_events;          /* per subscriber: deliveries queued before it misses */
+        size_t queue_bytes;
+        unsigned token_timeout_msec;    /* waiting for a free kernel token */
+        unsigned token_lifetime_msec;   /* the kernel's expiry */
+        unsigned max_tokens;            /* live per session */
+} SessionConfig;
+
 /* [introspector NAME]: an identity that may authenticate. */
 #define IDENTITY_KEY_MIN 32
 #define IDENTITY_KEY_MAX 1024
@@ -154,6 +167,7 @@ struct Config {
         KvmiConfig kvmi;
         PolicyConfig policy;
         AuditFileConfig audit;
+        SessionConfig session;
         DomainConfig *domains;
         IdentityConfig *identities;
 };
@@ -247,6 +261,10 @@ pid_t conn_pid(const Conn *c);
 unsigned conn_state(const Conn *c);
 void conn_set_state(Conn *c, unsigned state);
 uint64_t conn_id(const Conn *c);
+Server *conn_server(const Conn *c);
+/* Replies queued and not yet written (a subscriber's backlog). */
+size_t conn_queued_bytes(const Conn *c);
+size_t conn_queued_messages(const Conn *c);
 /* Per-connection data owned by a module (freed via destroy on close). */
 void *conn_get_data(const Conn *c, const char *key);
 int conn_set_data(Conn *c, const char *key, void *data, void (*destroy)(void *));
@@ -312,6 +330,10 @@ struct Server {
         Domain *domains;             /* domain.c */
         ChannelServer *channels;     /* channel.c */
         Audit *audit;                /* audit.c: the one writer of the audit log */
+        Session *sessions;           /* session.c */
+        uint64_t sessions_opened;
+        TokenTable *tokens;          /* token.c */
+        struct Hypervisor *hypervisor; /* hypervisor.c: mappings and revocation watchers */
         Policy *policy;              /* authz.c: the snapshot in force */
         bool policy_builtin;         /* no rules file: the built-in "default deny" */
         uint64_t policy_loaded_usec; /* CLOCK_REALTIME */
@@ -406,6 +428,7 @@ struct Domain {
         Latency ack_latency;        /* event read → reply written, in kvmid */
         char *last_error;
 
+        struct Subscription *subscribers; /* session.c: the fan-out list */
         GuestRequest *recent;       /* ring of the last config->kvmi.recent_events */
         size_t recent_size, recent_count, recent_next;
         uint64_t next_request_seq;
@@ -473,3 +496,119 @@ int authz_check(Server *s, const char *introspector, const char *target_name, co
 
 /* Rotate the audit log; call (may be NULL: SIGUSR1) gets the reply. */
 int admin_rotate_audit_start(Server *s, Call *call);
+
+/* ---- session.c: sessions and guest-request fan-out ----------------------------- */
+
+struct Session {
+        Server *server;
+        char id[33];                    /* 128 random bits, hex */
+        char *introspector;
+        Conn *conn;                     /* the connection that opened it */
+        Domain *target;
+        uint64_t opened_usec;           /* CLOCK_REALTIME */
+        struct Subscription *subscriptions;
+        size_t n_subscriptions;
+        unsigned n_tokens;              /* live */
+        unsigned n_mappings;
+        /* token mint rate: a window per the deciding rule's period */
+        uint64_t rate_window_start_usec;
+        unsigned rate_count;
+        Session *prev, *next;
+};
+
+/* End every session of target d (its channel closed), of introspector
+ * name, or of connection c; each ending is audited with reason. */
+void session_end_target(Server *s, Domain *d, const char *reason);
+void session_end_introspector(Server *s, const char *name, const char *reason);
+void session_end(Session *ss, const char *reason);
+Session *session_find(Server *s, const char *id);
+/* After a policy reload: end sessions and subscriptions no longer allowed. */
+void session_recheck(Server *s);
+/* The fan-out hook: serialize once, queue to every permitted subscriber. */
+void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid);
+size_t session_count(const Server *s);
+/* Admin.WatchEvents: an operator's stream of d's guest requests. */
+int session_watch(Domain *d, Call *call);
+void session_unwatch_target(Domain *d, const char *reason);
+size_t session_subscriber_count(const Server *s);
+struct json_object *session_to_json(const Session *ss);
+/* io.kvmid.Introspector handlers (the table is in introspector.c). */
+int session_method_open(Call *call, struct json_object *parameters, void *userdata);
+int session_method_close(Call *call, struct json_object *parameters, void *userdata);
+int session_method_subscribe(Call *call, struct json_object *parameters, void *userdata);
+/* The session of this id on the caller's connection, or an error reply
+ * (NoSuchSession) and NULL. */
+Session *session_of_call(Call *call, struct json_object *parameters);
+/* PolicyDenied naming the permission and the deciding rule. */
+int session_reply_denied(Call *call, PolicyPermission perm, const PolicyDecision *dec);
+/* Decide perm for the session's introspector on its target, now. */
+int session_decide(Session *ss, PolicyPermission perm, PolicyDecision *ret);
+
+/* ---- token.c: map tokens ---------------------------------------------------------- */
+
+typedef enum MapTokenState {
+        TOKEN_LIVE,
+        TOKEN_MAPPING,                  /* MemMap allowed, its audit record not yet durable */
+        TOKEN_CONSUMED,
+        TOKEN_EXPIRED,
+        TOKEN_REVOKED,
+} MapTokenState;
+
+struct MapToken {
+        uint8_t secret[KVMI_MAP_TOKEN_SIZE];
+        char id[20];                    /* "t-" + 16 hex: the public name */
+        Session *session;               /* NULL once the session ended */
+        char *introspector;
+        Domain *target;                 /* valid while state is LIVE or MAPPING */
+        char target_name[256];
+        char target_uuid[37];
+        uint64_t gpa, size;
+        uint64_t issued_usec, expires_usec; /* CLOCK_REALTIME */
+        MapTokenState state;
+        MapToken *hash_next;            /* index bucket */
+        MapToken *prev, *next;          /* all tokens */
+};
+
+int token_table_new(Server *s, TokenTable **ret);
+TokenTable *token_table_free(TokenTable *t);
+/* O(1), timing-safe: a keyed hash picks the bucket, CRYPTO_memcmp decides. */
+MapToken *token_lookup(TokenTable *t, const uint8_t secret[KVMI_MAP_TOKEN_SIZE]);
+MapToken *token_find_id(TokenTable *t, const char *id);
+/* Revoke every live token of a session (reason audited). */
+void token_revoke_session(TokenTable *t, Session *ss, const char *reason);
+void token_revoke(TokenTable *t, MapToken *tok, const char *reason);
+void token_set_state(TokenTable *t, MapToken *tok, MapTokenState state);
+const char *token_state_to_string(MapTokenState st);
+struct json_object *token_list_json(TokenTable *t);
+/* Pending GET_MAP_TOKEN requests of a target whose channel closed fail. */
+void token_target_gone(TokenTable *t, Domain *d);
+int token_method_get(Call *call, struct json_object *parameters, void *userdata);
+int token_method_revoke(Call *call, struct json_object *parameters, void *userdata);
+
+/* ---- hypervisor.c: io.kvmid.Hypervisor ----------------------------------------------- */
+
+extern const InterfaceTable hypervisor_interface;
+int hypervisor_new(Server *s);
+void hypervisor_free(Server *s);
+/* The session's mappings are revoked: tell the VMM watchers, audited. */
+void hypervisor_revoke_session(Server *s, Session *ss, const char *reason);
+struct json_object *hypervisor_mappings_json(Server *s);
+
+/* ---- channel.c (tokens) ------------------------------------------------------------- */
+
+/* KVMI_GET_MAP_TOKEN on d's channel; done(userdata, err, token): err 0, a
+ * -KVM_E* from the kernel, or -ECONNRESET when the channel went away. */
+typedef void (*ChannelTokenFn)(void *userdata, int err, const KvmiMapToken *token);
+int channel_get_map_token(Channel *ch, ChannelTokenFn done, void *userdata);
+
+/* ---- notify.c: the service manager (sd_notify) ----------------------------- */
+
+/* All no-ops without NOTIFY_SOCKET.  READY=1 with STATUS=; the first call
+ * also starts the STATUS= refresh (at most once a second, when it changed)
+ * and, with WatchdogSec=, WATCHDOG=1 from the loop at half the interval. */
+void notify_ready(Server *s);
+/* RELOADING=1 with MONOTONIC_USEC=; notify_ready() ends the reload. */
+void notify_reloading(void);
+void notify_stopping(void);
+/* Free the timers; before the event loop is freed. */
+void notify_done(void);

@@ -124,7 +124,7 @@ static void on_reload(evutil_socket_t sig, short what, void *userdata) {
         Daemon *d = userdata;
         Config *c;
 
-        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading configuration");
+        notify_reloading();
         if (load_config(&d->opts, &c) < 0)
                 log_warning("configuration reload failed, keeping the previous configuration");
         else {
@@ -132,7 +132,7 @@ static void on_reload(evutil_socket_t sig, short what, void *userdata) {
                 log_info("configuration reloaded%s%s", c->path ? " from " : "", c->path ?: "");
         }
         (void) authz_reload(d->server, NULL);
-        (void) sd_notify(false, "READY=1\nSTATUS=Running");
+        notify_ready(d->server);
 }
 
 static void on_rotate(evutil_socket_t sig, short what, void *userdata) {
@@ -157,7 +157,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *userdata) {
         if (d->server->stopping)
                 return;
         log_info("received %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        (void) sd_notify(false, "STOPPING=1");
+        notify_stopping();
         event_del(d->ev_hup);
         event_del(d->ev_usr1);
         server_stop(d->server);
@@ -167,6 +167,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *userdata) {
 static int daemon_setup(Daemon *d, Config *config) {
         static const InterfaceTable *const tables[] = {
                 &service_interface, &kvmid_errors_interface, &admin_interface, &introspector_interface,
+                &hypervisor_interface,
         };
         const char *v;
         int r;
@@ -211,6 +212,7 @@ static int daemon_setup(Daemon *d, Config *config) {
 }
 
 static void daemon_done(Daemon *d) {
+        notify_done();
         if (d->ev_term)
                 event_free(d->ev_term);
         if (d->ev_int)
@@ -279,7 +281,7 @@ int main(int argc, char **argv) {
                 return EXIT_FAILURE;
         }
         log_info("kvmid %s ready", PACKAGE_VERSION);
-        (void) sd_notify(false, "READY=1\nSTATUS=Running");
+        notify_ready(d.server);
         if (ready_fd >= 0) {
                 int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
                 (void) write(ready_fd, "R", 1);

@@ -354,7 +354,13 @@ int server_new(struct event_base *base, Config *config, Server **ret) {
                 return r;
         }
         r = introspector_state_new(&s->introspectors);
+        if (r >= 0)
+                r = token_table_new(s, &s->tokens);
+        if (r >= 0)
+                r = hypervisor_new(s);
         if (r < 0) {
+                introspector_state_free(s->introspectors);
+                token_table_free(s->tokens);
                 dispatch_free(s->dispatch);
                 event_free(s->ev_reap);
                 return r;
@@ -377,6 +383,10 @@ Server *server_free(Server *s) {
                 free(u);
         }
         channel_server_stop(s);
+        while (s->sessions)
+                session_end(s->sessions, "kvmid is stopping");
+        hypervisor_free(s);
+        s->tokens = token_table_free(s->tokens);
         domain_registry_free(s);
         introspector_state_free(s->introspectors);
         policy_unref(s->policy);

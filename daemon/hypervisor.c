@@ -1,0 +1,455 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* io.kvmid.Hypervisor: the decision points the introspector VM's VMM
+ * consults before completing KVM_HC_MEM_MAP / KVM_HC_MEM_UNMAP, and the
+ * mappings kvmid therefore knows about.
+ *
+ * MemMap checks, in order: a known introspector VM; a live token; issued
+ * to an introspector bound to that VM; the target gpa in the token's
+ * range; the session still open; policy "map" now, with its mapping
+ * quota; the local gpa free.  Every decision is audited and an allow is
+ * answered only once its record is durable (a failed record denies). */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kvmid.h"
+
+#define PAGE_SIZE_BYTES 4096U
+
+typedef struct Mapping {
+        char *introspector;             /* the introspector VM (domain name) */
+        uint64_t local_gpa, target_gpa;
+        char target[256], uuid[37];
+        char token_id[20];
+        char *identity;                 /* the introspector identity the token was for */
+        Session *session;               /* NULL once revoked */
+        bool pending;                   /* allowed, record not yet durable */
+        bool unmapping;                 /* MemUnmap allowed, record not yet durable */
+        struct Mapping *next;
+} Mapping;
+
+typedef struct Watcher {
+        struct Hypervisor *hypervisor;
+        Call *call;
+        char *introspector;             /* NULL: every VM */
+        struct Watcher *next;
+} Watcher;
+
+struct Hypervisor {
+        Mapping *mappings;
+        Watcher *watchers;
+};
+
+int hypervisor_new(Server *s) {
+        s->hypervisor = calloc(1, sizeof *s->hypervisor);
+        return s->hypervisor ? 0 : -ENOMEM;
+}
+
+static void mapping_free(Mapping *m) {
+        free(m->introspector);
+        free(m->identity);
+        free(m);
+}
+
+static void watcher_free(Watcher *w) {
+        call_set_abort_handler(w->call, NULL, NULL);
+        call_unref(w->call);
+        free(w->introspector);
+        free(w);
+}
+
+void hypervisor_free(Server *s) {
+        struct Hypervisor *h = s->hypervisor;
+
+        if (!h)
+                return;
+        while (h->mappings) {
+                Mapping *m = h->mappings;
+                h->mappings = m->next;
+                mapping_free(m);
+        }
+        while (h->watchers) {
+                Watcher *w = h->watchers;
+                h->watchers = w->next;
+                watcher_free(w);
+        }
+        free(h);
+        s->hypervisor = NULL;
+}
+
+static void mapping_unlink(struct Hypervisor *h, Mapping *m) {
+        for (Mapping **p = &h->mappings; *p; p = &(*p)->next)
+                if (*p == m) {
+                        *p = m->next;
+                        return;
+                }
+}
+
+static bool mapping_alive(struct Hypervisor *h, const Mapping *m) {
+        for (const Mapping *x = h->mappings; x; x = x->next)
+                if (x == m)
+                        return true;
+        return false;
+}
+
+static void map_audit(Server *s, AuditKind kind, const char *identity, const char *vm, const char *target,
+                      const char *uuid, const char *token_id, uint64_t target_gpa, uint64_t local_gpa, const char *rule,
+                      const char *reason, Call *call, AuditDoneFn done, void *userdata) {
+        _cleanup_json_ struct json_object *data = json_object_new_object();
+        Conn *c = call ? call_conn(call) : NULL;
+        const struct ucred cred = { .pid = c ? conn_pid(c) : 0, .uid = c ? conn_uid(c) : 0, .gid = c ? conn_gid(c) : 0 };
+
+        if (data) {
+                json_object_object_add(data, "introspector_vm", json_object_new_string(vm));
+                if (token_id)
+                        json_object_object_add(data, "token_id", json_object_new_string(token_id));
+                json_object_object_add(data, "target_gpa", json_object_new_uint64(target_gpa));
+                json_object_object_add(data, "local_gpa", json_object_new_uint64(local_gpa));
+        }
+        AuditEvent ev = {
+                .kind = kind,
+                .introspector = identity,
+                .peer = c ? &cred : NULL,
+                .target = target,
+                .uuid = uuid,
+                .rule = rule,
+                .reason = reason,
+                .data = data,
+        };
+        if (!done) {
+                server_audit(s, &ev);
+                return;
+        }
+        int r = audit_append(s->audit, &ev, done, userdata);
+        if (r < 0)
+                done(userdata, r);
+}
+
+static int deny(Server *s, Call *call, const char *error, AuditKind kind, const char *identity, const char *vm,
+                const MapToken *tok, uint64_t target_gpa, uint64_t local_gpa, const char *rule, const char *reason) {
+        struct json_object *p = json_object_new_object();
+
+        map_audit(s, kind, identity, vm, tok ? tok->target_name : NULL, tok ? tok->target_uuid : NULL,
+                  tok ? tok->id : NULL, target_gpa, local_gpa, rule, reason, call, NULL, NULL);
+        log_info("%s denied for \"%s\": %s", kind == AUDIT_KIND_MAP_DENY ? "MemMap" : "MemUnmap", vm, reason);
+        if (!p)
+                return -ENOMEM;
+        json_object_object_add(p, "reason", json_object_new_string(reason));
+        return call_reply_error(call, error, p);
+}
+
+static int parse_token(const char *hex, uint8_t out[KVMI_MAP_TOKEN_SIZE]) {
+        if (strlen(hex) != 2 * KVMI_MAP_TOKEN_SIZE)
+                return -EINVAL;
+        for (size_t i = 0; i < KVMI_MAP_TOKEN_SIZE; i++) {
+                int v = 0;
+                for (int k = 0; k < 2; k++) {
+                        char ch = hex[2 * i + (size_t) k];
+                        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+                        if (d < 0)
+                                return -EINVAL;
+                        v = v * 16 + d;
+                }
+                out[i] = (uint8_t) v;
+        }
+        return 0;
+}
+
+typedef struct MapPending {
+        Server *server;
+        Call *call;
+        Mapping *mapping;
+        MapToken *token;
+} MapPending;
+
+static void map_durable(void *userdata, int r) {
+        MapPending *p = userdata;
+        Server *s = p->server;
+        struct Hypervisor *h = s->hypervisor;
+        Mapping *m = p->mapping;
+        bool alive = mapping_alive(h, m);
+
+        if (r < 0 || !alive) {
+                if (alive) {
+                        mapping_unlink(h, m);
+                        mapping_free(m);
+                }
+                if (p->token && p->token->state == TOKEN_MAPPING)
+                        token_set_state(s->tokens, p->token, TOKEN_LIVE);
+                if (call_is_alive(p->call)) {
+                        struct json_object *e = json_object_new_object();
+                        if (e)
+                                json_object_object_add(e, "reason", json_object_new_string(
+                                                                            r < 0 ? strerror(-r) : "revoked meanwhile"));
+                        (void) call_reply_error(p->call, r < 0 ? "io.kvmid.AuditFailed" : "io.kvmid.Hypervisor.MapDenied",
+                                                e);
+                }
+        } else {
+                m->pending = false;
+                if (p->token->state == TOKEN_MAPPING)
+                        token_set_state(s->tokens, p->token, TOKEN_CONSUMED);
+                if (m->session)
+                        m->session->n_mappings++;
+                if (call_is_alive(p->call)) {
+                        struct json_object *reply = json_object_new_object();
+                        if (reply) {
+                                json_object_object_add(reply, "target", json_object_new_string(m->target));
+                                json_object_object_add(reply, "uuid", json_object_new_string(m->uuid));
+                                json_object_object_add(reply, "token_id", json_object_new_string(m->token_id));
+                        }
+                        (void) call_reply(p->call, reply);
+                }
+        }
+        call_unref(p->call);
+        free(p);
+}
+
+static int hypervisor_mem_map(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        struct Hypervisor *h = s->hypervisor;
+        const char *vm = json_object_get_string(json_object_object_get(parameters, "introspector"));
+        const char *hex = json_object_get_string(json_object_object_get(parameters, "token"));
+        int64_t tgpa = json_object_get_int64(json_object_object_get(parameters, "target_gpa"));
+        int64_t lgpa = json_object_get_int64(json_object_object_get(parameters, "local_gpa"));
+        const Domain *d = domain_find(s, vm);
+        uint8_t secret[KVMI_MAP_TOKEN_SIZE];
+        const IdentityConfig *id;
+        PolicyDecision dec;
+        MapToken *tok;
+        char rule[512], why[512];
+        int r;
+
+        if (tgpa < 0 || lgpa < 0)
+                return call_reply_invalid_parameter(call, tgpa < 0 ? "target_gpa" : "local_gpa");
+        if (parse_token(hex, secret) < 0)
+                return call_reply_invalid_parameter(call, "token");
+        tok = token_lookup(s->tokens, secret);
+        const char *who = tok ? tok->introspector : NULL;
+#define DENY(reason, rl) \
+        deny(s, call, "io.kvmid.Hypervisor.MapDenied", AUDIT_KIND_MAP_DENY, who, vm, tok, (uint64_t) tgpa, \
+             (uint64_t) lgpa, rl, reason)
+        if (!d || d->role != DOMAIN_ROLE_INTROSPECTOR)
+                return DENY("no such introspector VM", NULL);
+        if (!tok)
+                return DENY("unknown token (never issued, or already used, expired or revoked)", NULL);
+        if (tok->state != TOKEN_LIVE) {
+                snprintf(why, sizeof why, "token %s is %s", tok->id, token_state_to_string(tok->state));
+                return DENY(why, NULL);
+        }
+        id = config_find_identity(s->config, tok->introspector);
+        if (!id || !id->domain || !streq(id->domain, vm)) {
+                snprintf(why, sizeof why, "token %s was issued to introspector \"%s\", which is not bound to VM \"%s\"",
+                         tok->id, tok->introspector, vm);
+                return DENY(why, NULL);
+        }
+        if ((uint64_t) tgpa < tok->gpa || (uint64_t) tgpa - tok->gpa >= tok->size) {
+                snprintf(why, sizeof why, "target gpa 0x%" PRIx64 " is outside token %s's range 0x%" PRIx64 "+0x%" PRIx64,
+                         (uint64_t) tgpa, tok->id, tok->gpa, tok->size);
+                return DENY(why, NULL);
+        }
+        if (!tok->session || !tok->target)
+                return DENY("the token's session has ended", NULL);
+        r = session_decide(tok->session, POLICY_PERM_MAP, &dec);
+        if (r < 0)
+                return r;
+        snprintf(rule, sizeof rule, "%s:%u", dec.file, dec.line);
+        if (r == POLICY_DENY)
+                return DENY("policy", rule);
+        if (dec.limits.max_mappings > 0 && tok->session->n_mappings >= dec.limits.max_mappings) {
+                snprintf(why, sizeof why, "the session has its %u mappings (max-mappings)", dec.limits.max_mappings);
+                return DENY(why, rule);
+        }
+        for (const Mapping *m = h->mappings; m; m = m->next)
+                if (m->local_gpa == (uint64_t) lgpa && streq(m->introspector, vm)) {
+                        snprintf(why, sizeof why, "local gpa 0x%" PRIx64 " is already mapped", (uint64_t) lgpa);
+                        return DENY(why, rule);
+                }
+#undef DENY
+
+        Mapping *m = calloc(1, sizeof *m);
+        MapPending *p = calloc(1, sizeof *p);
+        if (!m || !p || !(m->introspector = strdup(vm)) || !(m->identity = strdup(tok->introspector))) {
+                if (m)
+                        mapping_free(m);
+                free(p);
+                return -ENOMEM;
+        }
+        m->local_gpa = (uint64_t) lgpa;
+        m->target_gpa = (uint64_t) tgpa;
+        snprintf(m->target, sizeof m->target, "%s", tok->target_name);
+        memcpy(m->uuid, tok->target_uuid, sizeof m->uuid);
+        memcpy(m->token_id, tok->id, sizeof m->token_id);
+        m->session = tok->session;
+        m->pending = true;
+        m->next = h->mappings;
+        h->mappings = m;
+        /* Nobody else may redeem it while the record is on its way. */
+        token_set_state(s->tokens, tok, TOKEN_MAPPING);
+        p->server = s;
+        p->call = call_ref(call);
+        p->mapping = m;
+        p->token = tok;
+        map_audit(s, AUDIT_KIND_MAP_ALLOW, tok->introspector, vm, tok->target_name, tok->target_uuid, tok->id,
+                  (uint64_t) tgpa, (uint64_t) lgpa, rule, NULL, call, map_durable, p);
+        return 0;
+}
+
+typedef struct UnmapPending {
+        Server *server;
+        Call *call;
+        Mapping *mapping;
+} UnmapPending;
+
+static void unmap_durable(void *userdata, int r) {
+        UnmapPending *p = userdata;
+        struct Hypervisor *h = p->server->hypervisor;
+        Mapping *m = p->mapping;
+        bool alive = mapping_alive(h, m);
+
+        if (r < 0) {
+                if (alive)
+                        m->unmapping = false;
+                if (call_is_alive(p->call)) {
+                        struct json_object *e = json_object_new_object();
+                        if (e)
+                                json_object_object_add(e, "reason", json_object_new_string(strerror(-r)));
+                        (void) call_reply_error(p->call, "io.kvmid.AuditFailed", e);
+                }
+        } else {
+                if (call_is_alive(p->call)) {
+                        struct json_object *reply = json_object_new_object();
+                        if (reply) {
+                                json_object_object_add(reply, "target", json_object_new_string(m->target));
+                                json_object_object_add(reply, "target_gpa", json_object_new_uint64(m->target_gpa));
+                        }
+                        (void) call_reply(p->call, reply);
+                }
+                if (alive) {
+                        if (m->session)
+                                m->session->n_mappings--;
+                        mapping_unlink(h, m);
+                        mapping_free(m);
+                }
+        }
+        call_unref(p->call);
+        free(p);
+}
+
+static int hypervisor_mem_unmap(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        struct Hypervisor *h = s->hypervisor;
+        const char *vm = json_object_get_string(json_object_object_get(parameters, "introspector"));
+        int64_t lgpa = json_object_get_int64(json_object_object_get(parameters, "local_gpa"));
+        Mapping *m;
+        char why[256];
+
+        if (lgpa < 0)
+                return call_reply_invalid_parameter(call, "local_gpa");
+        for (m = h->mappings; m; m = m->next)
+                if (m->local_gpa == (uint64_t) lgpa && streq(m->introspector, vm) && !m->pending && !m->unmapping)
+                        break;
+        if (!m) {
+                snprintf(why, sizeof why, "no mapping of local gpa 0x%" PRIx64 " recorded for \"%s\"", (uint64_t) lgpa,
+                         vm);
+                return deny(s, call, "io.kvmid.Hypervisor.UnmapDenied", AUDIT_KIND_UNMAP_DENY, NULL, vm, NULL, 0,
+                            (uint64_t) lgpa, NULL, why);
+        }
+        UnmapPending *p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        m->unmapping = true;
+        p->server = s;
+        p->call = call_ref(call);
+        p->mapping = m;
+        map_audit(s, AUDIT_KIND_UNMAP_ALLOW, m->identity, vm, m->target, m->uuid, m->token_id, m->target_gpa,
+                  m->local_gpa, NULL, NULL, call, unmap_durable, p);
+        return 0;
+}
+
+static void watcher_on_abort(Call *call, void *userdata) {
+        Watcher *w = userdata;
+
+        for (Watcher **p = &w->hypervisor->watchers; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        break;
+                }
+        watcher_free(w);
+}
+
+static int hypervisor_watch_revocations(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        struct Hypervisor *h = s->hypervisor;
+        struct json_object *v = json_object_object_get(parameters, "introspector");
+        Watcher *w = calloc(1, sizeof *w);
+
+        if (!w || (v && !(w->introspector = strdup(json_object_get_string(v))))) {
+                free(w);
+                return -ENOMEM;
+        }
+        w->hypervisor = h;
+        w->call = call_ref(call);
+        w->next = h->watchers;
+        h->watchers = w;
+        call_set_abort_handler(call, watcher_on_abort, w);
+        return call_reply_more(call, NULL);
+}
+
+void hypervisor_revoke_session(Server *s, Session *ss, const char *reason) {
+        struct Hypervisor *h = s->hypervisor;
+
+        for (Mapping *m = h->mappings, *next; m; m = next) {
+                next = m->next;
+                if (m->session != ss)
+                        continue;
+                /* Tell every VMM watching, then forget the mapping: it is no
+                 * longer allowed, whatever the VMM does. */
+                for (Watcher *w = h->watchers; w; w = w->next) {
+                        if (w->introspector && !streq(w->introspector, m->introspector))
+                                continue;
+                        struct json_object *o = json_object_new_object();
+                        if (!o)
+                                continue;
+                        json_object_object_add(o, "introspector", json_object_new_string(m->introspector));
+                        json_object_object_add(o, "local_gpa", json_object_new_uint64(m->local_gpa));
+                        json_object_object_add(o, "target", json_object_new_string(m->target));
+                        json_object_object_add(o, "reason", json_object_new_string(reason));
+                        (void) call_reply_more(w->call, o);
+                }
+                map_audit(s, AUDIT_KIND_TOKEN_REVOKE, m->identity, m->introspector, m->target, m->uuid, m->token_id,
+                          m->target_gpa, m->local_gpa, NULL, reason, NULL, NULL, NULL);
+                mapping_unlink(h, m);
+                mapping_free(m);
+        }
+}
+
+struct json_object *hypervisor_mappings_json(Server *s) {
+        struct json_object *a = json_object_new_array();
+
+        for (const Mapping *m = s->hypervisor->mappings; a && m; m = m->next) {
+                struct json_object *o = json_object_new_object();
+                if (!o)
+                        break;
+                json_object_object_add(o, "introspector_vm", json_object_new_string(m->introspector));
+                json_object_object_add(o, "introspector", json_object_new_string(m->identity));
+                json_object_object_add(o, "local_gpa", json_object_new_uint64(m->local_gpa));
+                json_object_object_add(o, "target", json_object_new_string(m->target));
+                json_object_object_add(o, "target_gpa", json_object_new_uint64(m->target_gpa));
+                json_object_object_add(o, "token_id", json_object_new_string(m->token_id));
+                json_object_object_add(o, "session", m->session ? json_object_new_string(m->session->id) : NULL);
+                json_object_object_add(o, "state", json_object_new_string(m->pending ? "pending" : "mapped"));
+                json_object_array_add(a, o);
+        }
+        return a;
+}
+
+static const MethodEntry hypervisor_methods[] = {
+        { "MemMap", hypervisor_mem_map, ROLE_HYPERVISOR, CONN_STATE_ANY, false },
+        { "MemUnmap", hypervisor_mem_unmap, ROLE_HYPERVISOR, CONN_STATE_ANY, false },
+        { "WatchRevocations", hypervisor_watch_revocations, ROLE_HYPERVISOR, CONN_STATE_ANY, true },
+};
+
+const InterfaceTable hypervisor_interface = {
+        "io.kvmid.Hypervisor", hypervisor_methods, ELEMENTSOF(hypervisor_methods), ROLE_HYPERVISOR,
+};
