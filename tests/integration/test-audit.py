@@ -37,7 +37,20 @@ for n in NAMES:
 conf += "[domain web1]\nuuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01\ncookie = none\n"
 
 
+def settle(path):
+    """Records that need no durability are written behind the reply: wait
+    until the file stops growing."""
+    size = -1
+    for _ in range(100):
+        now = os.path.getsize(path) if os.path.exists(path) else 0
+        if now == size:
+            return
+        size = now
+        time.sleep(0.03)
+
+
 def records(paths=None):
+    settle(log)
     out = []
     for p in paths or [log]:
         with open(p) as f:

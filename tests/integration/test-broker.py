@@ -83,6 +83,15 @@ AUDIT = os.path.join(d.runtime, "audit.log")
 
 
 def audit(kind, since=0):
+    # Denials are recorded without waiting for the disk: let the writer
+    # catch up (the file stops growing) before reading.
+    size = -1
+    for _ in range(100):
+        now = os.path.getsize(AUDIT)
+        if now == size:
+            break
+        size = now
+        time.sleep(0.03)
     with open(AUDIT) as f:
         recs = [json.loads(x) for x in f if x.endswith("\n")]
     return [r for r in recs if r["kind"] == kind and r["seq"] > since]
@@ -172,6 +181,10 @@ try:
     rec = audit("session-open", s0)
     t.ok(len(rec) == 1 and rec[0]["decision"] == "deny" and rec[0]["rule"] == pol + ":1" and
          rec[0]["object"]["target"] == "db1", "session-open deny audited with rule and target", json.dumps(rec))
+    ex = json.loads(d.kvmictl("--json=short", "policy", "explain", "--introspector", "forensics", "--target", "db1",
+                              "--perm", "attach")[1])
+    t.ok(ex["decision"] == "deny" and "%s:%d" % (ex["file"], ex["line"]) == rec[0]["rule"],
+         "policy explain names the rule that actually decided", json.dumps(ex))
     t.eq(err(a.call("io.kvmid.Introspector.OpenSession", {"target": "nope"})),
          "io.kvmid.Introspector.TargetUnavailable", "unknown target")
     t.eq(err(a.call("io.kvmid.Introspector.OpenSession", {"target": "vm-a"})),
@@ -182,6 +195,10 @@ try:
     rec = audit("session-open", s0)
     t.ok(rec[-1]["decision"] == "allow" and rec[-1]["data"]["session"] == sid and rec[-1]["rule"] == pol + ":2",
          "session-open allow audited (durable before the reply)")
+    ex = json.loads(d.kvmictl("--json=short", "policy", "explain", "--introspector", "forensics", "--target", "web1",
+                              "--perm", "attach")[1])
+    t.ok(ex["decision"] == "allow" and "%s:%d" % (ex["file"], ex["line"]) == rec[-1]["rule"],
+         "and explain agrees with the allow")
     o = login("other")
     t.eq(err(o.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0, "size": 4096})),
          "io.kvmid.Introspector.NoSuchSession", "another introspector cannot use the session")
