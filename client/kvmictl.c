@@ -164,7 +164,14 @@ static int verb_status(Ctx *ctx, int argc, char **argv) {
                get_int(st, "max_connections"), get_int(st, "max_connections_per_uid"));
         printf("    Domains: %" PRId64 " known, %" PRId64 " with a ready KVMI channel\n", get_int(st, "domains"),
                get_int(st, "domains_ready"));
-        printf("       KVMI: %s (%" PRId64 " channels)\n\n", get_str(st, "kvmi_socket"), get_int(st, "kvmi_channels"));
+        printf("       KVMI: %s (%" PRId64 " channels)\n", get_str(st, "kvmi_socket"), get_int(st, "kvmi_channels"));
+        printf("   Sessions: %" PRId64 " (%" PRId64 " subscribers)\n", get_int(st, "sessions"), get_int(st, "subscribers"));
+        printf("     Policy: %" PRId64 " rules, digest %.16s\n", get_int(st, "policy_rules"), get_str(st, "policy_digest"));
+        struct json_object *au = json_object_object_get(st, "audit");
+        printf("      Audit: %s, %s, %" PRId64 " records%s%s\n\n", get_str(au, "file"),
+               json_object_get_boolean(json_object_object_get(au, "degraded")) ? "DEGRADED (allows are denied)" : "ok",
+               get_int(au, "records"), get_str(au, "last_error") ? ", last error: " : "",
+               get_str(au, "last_error") ?: "");
 
         t = table_new("LISTENER", "ACTIVE", "ACCEPTED", "REJECTED", "CALLS", "ERRORS", "IN", "OUT", "SOCKET", NULL);
         if (!t)

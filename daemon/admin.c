@@ -76,6 +76,8 @@ static int admin_get_status(Call *call, struct json_object *parameters, void *us
         for (const Domain *d = s->domains; d; d = d->next)
                 ready += d->kvmi_state == DOMAIN_KVMI_READY;
         json_object_object_add(reply, "domains_ready", json_object_new_int64((int64_t) ready));
+        json_object_object_add(reply, "sessions", json_object_new_int64((int64_t) session_count(s)));
+        json_object_object_add(reply, "subscribers", json_object_new_int64((int64_t) session_subscriber_count(s)));
         json_object_object_add(reply, "policy_digest", json_object_new_string(policy_digest(s->policy)));
         json_object_object_add(reply, "policy_rules", json_object_new_int64((int64_t) policy_n_rules(s->policy)));
         json_object_object_add(reply, "audit", audit_status(s->audit));
@@ -156,34 +158,6 @@ static struct json_object *domain_to_json(const Domain *d) {
         return o;
 }
 
-static struct json_object *guest_request_to_json(const GuestRequest *g) {
-        struct json_object *o = json_object_new_object(), *r = json_object_new_object();
-        const KvmRegs *x = &g->regs;
-        const struct {
-                const char *name;
-                uint64_t v;
-        } regs[] = {
-                { "rax", x->rax }, { "rbx", x->rbx }, { "rcx", x->rcx }, { "rdx", x->rdx }, { "rsi", x->rsi },
-                { "rdi", x->rdi }, { "rsp", x->rsp }, { "rbp", x->rbp }, { "r8", x->r8 },   { "r9", x->r9 },
-                { "r10", x->r10 }, { "r11", x->r11 }, { "r12", x->r12 }, { "r13", x->r13 }, { "r14", x->r14 },
-                { "r15", x->r15 }, { "rip", x->rip }, { "rflags", x->rflags },
-        };
-
-        if (!o || !r) {
-                json_object_put(o);
-                json_object_put(r);
-                return NULL;
-        }
-        json_object_object_add(o, "seq", json_object_new_uint64(g->seq));
-        json_object_object_add(o, "time_usec", json_object_new_uint64(g->time_usec));
-        json_object_object_add(o, "vcpu", json_object_new_int64(g->vcpu));
-        json_object_object_add(o, "mode", json_object_new_int64(g->mode));
-        for (size_t i = 0; i < ELEMENTSOF(regs); i++)
-                json_object_object_add(r, regs[i].name, json_object_new_uint64(regs[i].v));
-        json_object_object_add(o, "regs", r);
-        return o;
-}
-
 static int admin_list_domains(Call *call, struct json_object *parameters, void *userdata) {
         Server *s = userdata;
         _cleanup_json_ struct json_object *reply = json_object_new_object();
@@ -226,7 +200,7 @@ static int admin_get_domain(Call *call, struct json_object *parameters, void *us
         json_object_object_add(reply, "domain", domain_to_json(d));
         json_object_object_add(reply, "recent", recent);
         for (size_t i = 0, k = domain_recent_start(d); i < d->recent_count; i++, k = (k + 1) % d->recent_size) {
-                struct json_object *o = guest_request_to_json(&d->recent[k]);
+                struct json_object *o = session_event_json(d, &d->recent[k], 0);
                 if (!o)
                         return -ENOMEM;
                 json_object_array_add(recent, o);

@@ -967,6 +967,8 @@ int channel_server_start(Server *s) {
 
         if (s->kvmi_fd_passed >= 0) {
                 cs->unix_fd = TAKE_FD(s->kvmi_fd_passed);
+                /* systemd passes it blocking: accept must never wait. */
+                (void) fcntl(cs->unix_fd, F_SETFL, fcntl(cs->unix_fd, F_GETFL) | O_NONBLOCK);
                 log_info("KVMI listener: using socket passed by systemd");
         } else {
                 r = server_bind_unix("kvmi", k->socket_path, k->mode, k->group, &cs->unix_fd);

@@ -52,37 +52,8 @@ const DomainConfig *config_find_domain(const Config *c, const char *name) {
         return NULL;
 }
 
-static int unhex(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
 int uuid_from_string(const char *s, uint8_t ret[16]) {
-        uint8_t u[16];
-        size_t k = 0;
-
-        if (strlen(s) != 36)
-                return -EINVAL;
-        for (size_t i = 0; i < 36;) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (s[i] != '-')
-                                return -EINVAL;
-                        i++;
-                        continue;
-                }
-                int hi = unhex(s[i]), lo = unhex(s[i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                u[k++] = (uint8_t) (hi << 4 | lo);
-                i += 2;
-        }
-        memcpy(ret, u, sizeof u);
-        return 0;
+        return policy_uuid_from_string(s, ret);
 }
 
 void uuid_to_string(const uint8_t u[16], char buf[static 37]) {

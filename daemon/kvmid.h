@@ -524,6 +524,8 @@ void session_end(Session *ss, const char *reason);
 Session *session_find(Server *s, const char *id);
 /* After a policy reload: end sessions and subscriptions no longer allowed. */
 void session_recheck(Server *s);
+/* A guest request as subscribers (and GetDomain) see it. */
+struct json_object *session_event_json(const Domain *d, const GuestRequest *g, uint64_t missed);
 /* The fan-out hook: serialize once, queue to every permitted subscriber. */
 void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid);
 size_t session_count(const Server *s);

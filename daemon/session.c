@@ -503,7 +503,7 @@ void session_recheck(Server *s) {
 
 /* ---- fan-out --------------------------------------------------------------------- */
 
-static struct json_object *event_json(const Domain *d, const GuestRequest *g, uint64_t missed) {
+struct json_object *session_event_json(const Domain *d, const GuestRequest *g, uint64_t missed) {
         struct json_object *ev = json_object_new_object(), *regs = json_object_new_object(),
                            *unrel = json_object_new_array();
         const KvmRegs *x = &g->regs;
@@ -535,7 +535,7 @@ static struct json_object *event_json(const Domain *d, const GuestRequest *g, ui
 }
 
 static VarlinkBlob *event_blob(const Domain *d, const GuestRequest *g, uint64_t missed) {
-        struct json_object *params = json_object_new_object(), *ev = event_json(d, g, missed);
+        struct json_object *params = json_object_new_object(), *ev = session_event_json(d, g, missed);
         VarlinkBlob *blob = NULL;
 
         if (!params || !ev) {

@@ -45,6 +45,16 @@ class Tap:
         sys.exit(1 if self.failed else 0)
 
 
+def wait_for(cond, timeout=10):
+    """Poll cond until it is true (True) or timeout seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def skip_all(reason):
     print("1..0 # SKIP %s" % reason, flush=True)
     sys.exit(0)

@@ -13,7 +13,7 @@ import signal
 import socket
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, Varlink, Sim, kvmi_socket, skip_all, KVMI_SIM
+from kvmidtest import Daemon, Tap, Varlink, Sim, kvmi_socket, skip_all, KVMI_SIM, wait_for
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -132,13 +132,6 @@ def err(r):
     return r.get("error")
 
 
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 try:

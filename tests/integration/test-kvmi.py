@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import time
-from kvmidtest import Daemon, Tap, Sim, run_sim, domains_config, kvmi_socket, skip_all, KVMI_SIM
+from kvmidtest import Daemon, Tap, Sim, run_sim, domains_config, kvmi_socket, skip_all, KVMI_SIM, wait_for
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -25,13 +25,6 @@ def domain(d, name):
     return json.loads(out) if rc == 0 else None
 
 
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def vm_arg(d, name, uuid, cookie=True):

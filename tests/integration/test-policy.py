@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, KVMID, KVMICTL
+from kvmidtest import Daemon, Tap, KVMID, KVMICTL, wait_for
 
 t = Tap()
 work = tempfile.mkdtemp(prefix="kvmid-policy-")
@@ -29,13 +29,6 @@ with open(os.path.join(dropins, "50-memdump.policy"), "w") as f:
     f.write("allow introspector=memdump target=uuid:6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02 perm=map\n")
 
 
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 conf = """[policy]

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from kvmidtest import Daemon, Tap, KVMID, KVMICTL
+from kvmidtest import Daemon, Tap, KVMID, KVMICTL, wait_for
 
 t = Tap()
 
@@ -16,13 +16,6 @@ def status(d):
     return json.loads(d.kvmictl("--json=short", "status")[1])
 
 
-def wait_for(pred, timeout=5):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 d = Daemon("[daemon]\nmax-connections = 100\n")

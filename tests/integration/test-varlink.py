@@ -12,7 +12,7 @@ try:
     want = {
         "admin": ["org.varlink.service", "io.kvmid", "io.kvmid.Admin", "org.varlink.certification"],
         "introspector": ["org.varlink.service", "io.kvmid", "io.kvmid.Introspector"],
-        "hypervisor": ["org.varlink.service", "io.kvmid"],
+        "hypervisor": ["org.varlink.service", "io.kvmid", "io.kvmid.Hypervisor"],
     }
     for name, ifaces in want.items():
         c = d.connect(name)
