@@ -1,0 +1,545 @@
+#!/usr/bin/env python3
+"""Guest-request fan-out through kvmid, beside the raw limits, and MemMap
+decisions with durable audit.
+
+Part 1, fan-out (one target played by kvmi-sim, 1, 8 and 64 subscribers,
+each a real authenticated introspector connection, all read by one C
+process, tests/bench/fanout-reader):
+  - deliveries/s and kvmid's CPU per delivery (all of kvmid's threads,
+    /proc/PID/task/*/schedstat: ns on CPU), the vCPUs sending as fast as
+    their acks allow;
+  - two raw baselines measured in the same run, on the same bytes (one
+    event message as kvmid serialized it, captured from a subscriber) and
+    the same reader count: (a) one write() per message per reader, (b)
+    per-reader batches flushed with writev (64 per call, kvmid's batch);
+    the writer's CPU is measured the same way;
+  - vCPU ack latency p50/p99 (kvmi-sim's report) at a fixed event rate,
+    while fanning out, at 1, 8, 64 subscribers, and at 64 with one more
+    subscriber that never reads (median of --rounds alternating runs).
+Part 2, MemMap allow decisions/s with durable audit: an introspector bound
+to an introspector VM mints map tokens (8 per target: the kernel's live
+maximum) on several targets, kvmi-sim redeems them as the kernel would,
+then several concurrent VMM clients ask MemMap for each; every allow
+waits for its audit record's fdatasync. Reports decisions/s and audit
+syncs per decision (Admin.GetStatus audit.syncs) for 1 client and for
+--clients concurrent ones (group commit is what makes the second cheaper).
+
+Targets (issue 5): kvmid CPU per delivery <= 1.0 us at 8 and 64
+subscribers; ack p99 within 10% between 1 and 64 subscribers, and with a
+stalled subscriber.  Exit 1 if a target is missed.
+
+Usage: bench-fanout.py [--build DIR] [--events N] [--vcpus V] [--rate HZ]
+                       [--rounds N] [--clients K] [--no-memmap] [--keep]
+Binaries: $KVMID, $KVMI_SIM, $FANOUT_READER, else DIR (default ./build)
+/kvmid, /tests/sim/kvmi-sim, /tests/bench/fanout-reader.  Needs a real
+file system for the audit log ($TMPDIR, else /var/tmp): on tmpfs
+fdatasync costs nothing.  Only local Unix sockets; everything it starts
+is stopped and its directory removed at exit.  Never run by make check."""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+ap.add_argument("--build", default=os.path.join(top, "build"), help="build directory (default ./build)")
+ap.add_argument("--events", type=int, default=12000, help="events per throughput run (all vCPUs)")
+ap.add_argument("--vcpus", type=int, default=2, help="vCPUs of the target sending events")
+ap.add_argument("--rate", type=float, default=2000, help="events/s (all vCPUs) for the ack-latency runs")
+ap.add_argument("--latency-secs", type=float, default=2.0, help="length of one ack-latency run")
+ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+ap.add_argument("--subscribers", default="1,8,64")
+ap.add_argument("--clients", type=int, default=8, help="concurrent VMM clients for MemMap")
+ap.add_argument("--targets", type=int, default=4, help="targets minting map tokens for MemMap")
+ap.add_argument("--decisions", type=int, default=1200, help="MemMap decisions per client setting (at most)")
+ap.add_argument("--no-memmap", action="store_true")
+ap.add_argument("--no-fanout", action="store_true")
+ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+ap.add_argument("--perf", metavar="DIR", help="record each throughput run of kvmid with perf record -g into "
+                "DIR/perf-SUBS.data (for profiling; slows the run)")
+args = ap.parse_args()
+
+KVMID = os.environ.get("KVMID", os.path.join(args.build, "kvmid"))
+SIM = os.environ.get("KVMI_SIM", os.path.join(args.build, "tests", "sim", "kvmi-sim"))
+READER = os.environ.get("FANOUT_READER", os.path.join(args.build, "tests", "bench", "fanout-reader"))
+for b in (KVMID, SIM, READER):
+    if not os.access(b, os.X_OK):
+        sys.exit("bench-fanout: %s is not built (make && make tests/sim/kvmi-sim tests/bench/fanout-reader)" % b)
+SUBS = [int(x) for x in args.subscribers.split(",")]
+UID = os.getuid()
+BASE = os.environ.get("TMPDIR") or "/var/tmp"
+work = tempfile.mkdtemp(prefix="kvmid-bench-fanout-", dir=BASE)
+started = []            # Popen objects to stop at exit
+missed_targets = []
+
+
+def stop_all():
+    for p in reversed(started):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------
+
+def write_secret(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+
+
+def cpu_ns(pid):
+    """ns on CPU of every thread of pid (schedstat's first field)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass        # a thread that just exited
+    return total
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+class Conn:
+    """A varlink connection (NUL-framed JSON)."""
+
+    def __init__(self, path, timeout=30):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+
+    def send(self, method, params=None, more=False):
+        m = {"method": method, "parameters": params or {}}
+        if more:
+            m["more"] = True
+        self.s.sendall(json.dumps(m).encode() + b"\0")
+
+    def recv(self):
+        while b"\0" not in self.buf:
+            chunk = self.s.recv(1 << 16)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            self.buf += chunk
+        m, _, self.buf = self.buf.partition(b"\0")
+        return json.loads(m)
+
+    def call(self, method, params=None):
+        self.send(method, params)
+        return self.recv()
+
+    def close(self):
+        self.s.close()
+
+
+class Sim:
+    """kvmi-sim in control mode (JSON lines)."""
+
+    def __init__(self, argv, name):
+        self.path = os.path.join(work, name + ".ctl")
+        self.err = open(os.path.join(work, name + ".err"), "w")
+        self.proc = subprocess.Popen([SIM, "--control", self.path, "--timeout", "60"] + argv,
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
+        started.append(self.proc)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("kvmi-sim did not start, see " + self.err.name)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(120)
+        self.sock.connect(self.path)
+        self.f = self.sock.makefile("rw")
+
+    def write(self, **kw):
+        self.f.write(json.dumps(kw) + "\n")
+
+    def read(self):
+        line = self.f.readline()
+        if not line:
+            raise RuntimeError("kvmi-sim closed its control socket")
+        return json.loads(line)
+
+    def cmd(self, **kw):
+        self.write(**kw)
+        self.f.flush()
+        return self.read()
+
+    def close(self):
+        try:
+            self.cmd(cmd="quit")
+            self.proc.wait(10)
+        except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired):
+            pass
+        self.sock.close()
+
+
+class Kvmid:
+    def __init__(self, name, conf):
+        self.dir = os.path.join(work, name)
+        os.mkdir(self.dir)
+        self.run = os.path.join(self.dir, "run")
+        cp = os.path.join(self.dir, "kvmid.conf")
+        with open(cp, "w") as f:
+            f.write(conf)
+        self.log = open(os.path.join(self.dir, "kvmid.log"), "w")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("KVMID_VALIDATE_REPLIES", None)
+        self.proc = subprocess.Popen([KVMID, "--foreground", "--config", cp, "--runtime-dir", self.run,
+                                      "--log-level", "warning"], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        started.append(self.proc)
+        self.pid = self.proc.pid
+        deadline = time.time() + 15
+        while not all(os.path.exists(self.sock(n)) for n in ("admin", "introspector", "hypervisor", "kvmi")):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("kvmid did not start; see " + self.log.name)
+            time.sleep(0.05)
+        time.sleep(0.1)
+
+    def sock(self, name):
+        return os.path.join(self.run, {"admin": "io.kvmid.Admin", "introspector": "io.kvmid.Introspector",
+                                       "hypervisor": "io.kvmid.Hypervisor", "kvmi": "kvmi"}[name])
+
+    def status(self):
+        a = Conn(self.sock("admin"))
+        try:
+            return a.call("io.kvmid.Admin.GetStatus")["parameters"]
+        finally:
+            a.close()
+
+    def login(self, name, key):
+        c = Conn(self.sock("introspector"))
+        nonce = bytes.fromhex(c.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"])
+        msg = b"kvmid-auth-v1\0" + nonce + name.encode() + b"\0" + ("unix:%d" % UID).encode()
+        r = c.call("io.kvmid.Introspector.Authenticate", {"name": name, "proof": hmac.new(key, msg, hashlib.sha256)
+                                                           .hexdigest()})
+        if "error" in r:
+            raise RuntimeError("Authenticate: %r" % r)
+        return c
+
+    def open_session(self, conn, target, timeout=15):
+        deadline = time.time() + timeout
+        while True:
+            r = conn.call("io.kvmid.Introspector.OpenSession", {"target": target})
+            if "error" not in r:
+                return r["parameters"]["session"]
+            if r["error"] != "io.kvmid.Introspector.TargetUnavailable" or time.time() > deadline:
+                raise RuntimeError("OpenSession(%s): %r" % (target, r))
+            time.sleep(0.05)
+
+
+# ---- part 1: fan-out ------------------------------------------------------------------------------------------
+
+def fanout():
+    key = os.urandom(32)
+    kp = os.path.join(work, "tool.key")
+    write_secret(kp, key)
+    pol = os.path.join(work, "fanout.policy")
+    with open(pol, "w") as f:
+        f.write("allow introspector=tool target=any perm=attach,events\ndefault deny\n")
+    uuid = "00000000-0000-4000-8000-00000000f001"
+    conf = ("[daemon]\nmax-connections-per-uid = 4096\n[policy]\nfile = %s\n[introspector tool]\nkey-file = %s\n"
+            "[domain t0]\nuuid = %s\ncookie = none\n" % (pol, kp, uuid))
+    d = Kvmid("fanout", conf)
+    sim = Sim(["--socket", d.sock("kvmi"), "--vcpus", str(args.vcpus), "--vm", "t0," + uuid], "fanout-sim")
+    owner = d.login("tool", key)
+    sid = d.open_session(owner, "t0")
+    msgfile = os.path.join(work, "event.msg")
+
+    def subscribe(n):
+        subs = []
+        for _ in range(n):
+            c = d.login("tool", key)
+            c.send("io.kvmid.Introspector.Subscribe", {"session": sid}, more=True)
+            r = c.recv()
+            if r.get("parameters") != {"event": None} or c.buf:
+                raise RuntimeError("Subscribe: %r" % r)
+            subs.append(c)
+        return subs
+
+    def settle():
+        # Let kvmid finish with the connections just closed (unsubscribe audit records).
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            a = Conn(d.sock("admin"))
+            st = a.call("io.kvmid.Admin.ListSessions")["parameters"]["sessions"]
+            a.close()
+            if sum(len(x["subscriptions"]) for x in st) == 0:
+                return
+            time.sleep(0.02)
+
+    def run(n, events, rate, stalled=False, capture=False):
+        subs = subscribe(n)
+        stall = None
+        if stalled:
+            stall = d.login("tool", key)
+            stall.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stall.send("io.kvmid.Introspector.Subscribe", {"session": sid}, more=True)
+            stall.recv()
+        per_vcpu = max(1, events // args.vcpus)
+        total = per_vcpu * args.vcpus
+        fds = [c.s.fileno() for c in subs]
+        argv = [READER, "read", str(total), "--timeout", "120", "--idle-ms", "1500"]
+        if capture:
+            argv += ["--capture", msgfile]
+        rd = subprocess.Popen(argv + [str(x) for x in fds], pass_fds=fds, stdout=subprocess.PIPE, text=True)
+        started.append(rd)
+        time.sleep(0.05)
+        perf = None
+        if args.perf and rate == 0 and not capture:
+            perf = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "--call-graph", os.environ.get("PERF_CALLGRAPH", "dwarf"), "-p", str(d.pid), "-o",
+                                     os.path.join(args.perf, "perf-%d.data" % n)], stdout=subprocess.DEVNULL)
+            time.sleep(0.5)
+        c0, t0 = cpu_ns(d.pid), time.monotonic_ns()
+        rep = sim.cmd(cmd="send", vm="t0", count=per_vcpu, rate=rate / args.vcpus if rate else 0)
+        out, _ = rd.communicate(timeout=120)
+        c1 = cpu_ns(d.pid)
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(30)
+        res = json.loads(out)
+        for c in subs:
+            c.close()
+        if stall:
+            stall.close()
+        settle()
+        if not rep.get("ok") or rep.get("acked") != total:
+            raise RuntimeError("kvmi-sim: %r" % rep)
+        if res["messages"] == 0 or res["eofs"]:
+            raise RuntimeError("subscribers: %r" % res)
+        # A subscriber that fell behind misses events (kvmid drops, counted): count what arrived.
+        deliveries = res["messages"]
+        missed = n * total - deliveries
+        wall = (res["last_ns"] - t0) / 1e9
+        return {"deliveries": deliveries, "missed": missed, "per_s": deliveries / wall, "events_per_s": total / wall,
+                "cpu_us": (c1 - c0) / 1e3 / deliveries, "p50": rep["latency_ns"]["p50"] / 1e3,
+                "p99": rep["latency_ns"]["p99"] / 1e3, "ack_rate": rep["events_per_sec"]}
+
+    def baseline(mode, n, count):
+        p = subprocess.run([READER, "baseline", mode, str(n), str(count), msgfile], capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError("baseline %s: %s %s" % (mode, p.stdout, p.stderr))
+        r = json.loads(p.stdout)
+        return {"per_s": r["deliveries"] / (r["wall_ns"] / 1e9), "cpu_us": r["writer_cpu_ns"] / 1e3 / r["deliveries"]}
+
+    try:
+        run(1, 200, 0, capture=True)        # warm-up, and one real event message as kvmid serialized it
+        with open(msgfile, "rb") as f:
+            sample = f.read()
+        if not sample.endswith(b"\0") or b'"event"' not in sample:
+            raise RuntimeError("captured message looks wrong: %r" % sample[:200])
+        print("fan-out: one target, %d vCPUs; message %d bytes: %s..." % (args.vcpus, len(sample),
+                                                                          sample[:72].decode(errors="replace")))
+        thr = {n: [] for n in SUBS}
+        bw = {n: [] for n in SUBS}
+        bv = {n: [] for n in SUBS}
+        lat = {n: [] for n in SUBS}
+        lat_stalled = []
+        lat_events = max(args.vcpus, int(args.rate * args.latency_secs))
+        for rnd in range(args.rounds):
+            for n in SUBS:
+                thr[n].append(run(n, args.events, 0))
+                bw[n].append(baseline("write", n, args.events))
+                bv[n].append(baseline("writev", n, args.events))
+            for n in SUBS:
+                lat[n].append(run(n, lat_events, args.rate))
+            if 64 in SUBS:
+                lat_stalled.append(run(64, lat_events, args.rate, stalled=True))
+        owner.close()
+    finally:
+        sim.close()
+
+    def m(rs, k):
+        return median([r[k] for r in rs])
+
+    print("\nthroughput: %d events per run, vCPUs as fast as acks allow; medians of %d rounds" %
+          (args.events, args.rounds))
+    print("%5s  %-26s %12s %12s %11s %11s" % ("subs", "", "deliveries/s", "CPU/delivery", "ack p50", "ack p99"))
+    for n in SUBS:
+        k = thr[n]
+        print("%5d  %-26s %12.0f %10.3fus %9.1fus %9.1fus" % (n, "kvmid", m(k, "per_s"), m(k, "cpu_us"),
+                                                            m(k, "p50"), m(k, "p99")))
+        print("%5s  %-26s %12.0f %10.3fus" % ("", "raw write() per msg/reader", m(bw[n], "per_s"), m(bw[n], "cpu_us")))
+        print("%5s  %-26s %12.0f %10.3fus" % ("", "raw writev, batches of 64", m(bv[n], "per_s"), m(bv[n], "cpu_us")))
+        kc = m(k, "cpu_us")
+        ok = kc <= 1.0 if n >= 8 else True
+        if not ok:
+            missed_targets.append("CPU/delivery at %d subscribers" % n)
+        print("%5s  %-26s %12s %9.2fx / %.2fx of write / writev%s" % (
+            "", "kvmid / raw", "", kc / m(bw[n], "cpu_us"), kc / m(bv[n], "cpu_us"),
+            ("   target <= 1.0us: %s" % ("met" if ok else "MISSED")) if n >= 8 else ""))
+
+    print("\nack latency while fanning out: %.0f events/s, %d events per run, medians of %d rounds" %
+          (args.rate, lat_events, args.rounds))
+    print("%-22s %11s %11s %13s %14s" % ("subscribers", "ack p50", "ack p99", "p99 vs 1 sub", "CPU/delivery"))
+    base99 = m(lat[SUBS[0]], "p99")
+    rows = [("%d" % n, lat[n]) for n in SUBS]
+    if lat_stalled:
+        rows.append(("64 + 1 stalled", lat_stalled))
+    for name, rs in rows:
+        print("%-22s %9.1fus %9.1fus %12.2fx %12.3fus" % (name, m(rs, "p50"), m(rs, "p99"), m(rs, "p99") / base99,
+                                                          m(rs, "cpu_us")))
+    if 64 in SUBS and SUBS[0] == 1:
+        r64 = m(lat[64], "p99") / base99
+        ok = r64 <= 1.10
+        print("target: p99 at 64 within 10%% of 1 subscriber: %.2fx %s" % (r64, "met" if ok else "MISSED"))
+        if not ok:
+            missed_targets.append("ack p99 1 -> 64 subscribers")
+    if lat_stalled:
+        rs = m(lat_stalled, "p99") / m(lat[64], "p99")
+        ok = rs <= 1.10
+        print("target: p99 with a stalled subscriber within 10%% of none (64): %.2fx %s" % (rs, "met" if ok else "MISSED"))
+        if not ok:
+            missed_targets.append("ack p99 with a stalled subscriber")
+    print("(reference, from the issue: raw writev ~0.2us, dbus-daemon broadcast ~6us per delivery)")
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(10)
+
+
+# ---- part 2: MemMap decisions with durable audit --------------------------------------------------------------
+
+def memmap():
+    key = os.urandom(32)
+    kp = os.path.join(work, "mapper.key")
+    write_secret(kp, key)
+    pol = os.path.join(work, "memmap.policy")
+    with open(pol, "w") as f:
+        f.write("allow introspector=mapper target=any perm=attach,map\ndefault deny\n")
+    targets = ["m%d" % i for i in range(args.targets)]
+    uuids = {t: "00000000-0000-4000-8000-%012d" % (0xa000 + i) for i, t in enumerate(targets)}
+    conf = ("[daemon]\nmax-connections-per-uid = 4096\n[policy]\nfile = %s\n"
+            "[introspector mapper]\nkey-file = %s\ndomain = vm-a\nuid = %d\n"
+            "[domain vm-a]\nuuid = 00000000-0000-4000-8000-00000000aaaa\nrole = introspector\ncookie = none\n"
+            % (pol, kp, UID))
+    for t in targets:
+        conf += "[domain %s]\nuuid = %s\ncookie = none\n" % (t, uuids[t])
+    d = Kvmid("memmap", conf)
+    sim = Sim(["--socket", d.sock("kvmi"), "--vcpus", "1"] + sum([["--vm", "%s,%s" % (t, uuids[t])] for t in targets],
+                                                                  []), "memmap-sim")
+    conns = []
+    try:
+        owner = d.login("mapper", key)
+        conns.append(owner)
+        sessions = {t: d.open_session(owner, t) for t in targets}
+        # One minting connection per kernel token slot: a connection runs one call at a time.
+        minters = []
+        for t in targets:
+            for _ in range(8):
+                c = d.login("mapper", key)
+                conns.append(c)
+                minters.append((t, c))
+        local = [0x100000000]
+
+        def mint_batch():
+            for t, c in minters:
+                c.send("io.kvmid.Introspector.GetMapToken", {"session": sessions[t], "gpa": 0, "size": 1 << 20})
+            toks = []
+            for t, c in minters:
+                r = c.recv()
+                if "error" in r:
+                    raise RuntimeError("GetMapToken: %r" % r)
+                toks.append((t, r["parameters"]["token"]))
+            for t, tok in toks:          # the introspector VM's KVM_HC_MEM_MAP reaches the kernel
+                sim.write(cmd="redeem", vm=t, token=tok)
+            sim.f.flush()
+            for _ in toks:
+                r = sim.read()
+                if not r.get("ok"):
+                    raise RuntimeError("redeem: %r" % r)
+            return toks
+
+        def map_phase(toks, clients):
+            todo = list(toks)
+            idle = list(clients)
+            busy = {}
+            allowed = 0
+            t0 = time.monotonic()
+            while todo or busy:
+                while todo and idle:
+                    c = idle.pop()
+                    t, tok = todo.pop()
+                    local[0] += 0x1000
+                    c.send("io.kvmid.Hypervisor.MemMap", {"introspector": "vm-a", "token": tok, "target_gpa": 0x1000,
+                                                          "local_gpa": local[0]})
+                    busy[c.s] = c
+                ready, _, _ = select.select(list(busy), [], [], 30)
+                if not ready:
+                    raise RuntimeError("MemMap: no reply in 30 s")
+                for s in ready:
+                    c = busy.pop(s)
+                    r = c.recv()
+                    if "error" in r:
+                        raise RuntimeError("MemMap: %r" % r)
+                    allowed += 1
+                    idle.append(c)
+            return allowed, time.monotonic() - t0
+
+        results = []
+        for k in sorted({1, args.clients}):
+            vmm = [Conn(d.sock("hypervisor")) for _ in range(k)]
+            conns.extend(vmm)
+            n, secs, syncs, records = 0, 0.0, 0, 0
+            budget = time.monotonic() + 20
+            while n < args.decisions and time.monotonic() < budget:
+                toks = mint_batch()
+                time.sleep(0.005)       # the mint records' own syncs are done
+                a0 = d.status()["audit"]
+                got, dt = map_phase(toks, vmm)
+                a1 = d.status()["audit"]
+                n += got
+                secs += dt
+                syncs += a1["syncs"] - a0["syncs"]
+                records += a1["records"] - a0["records"]
+            results.append((k, n, secs, syncs, records))
+        st = d.status()["audit"]
+    finally:
+        for c in conns:
+            c.close()
+        sim.close()
+    print("\nMemMap allow decisions with durable audit (%s, sync=%s): %d targets x 8 tokens per batch"
+          % (BASE, st["sync"], args.targets))
+    print("%-10s %10s %13s %17s %16s" % ("clients", "decisions", "decisions/s", "syncs/decision", "records/sync"))
+    for k, n, secs, syncs, records in results:
+        print("%-10d %10d %13.0f %17.3f %16.1f" % (k, n, n / secs, syncs / n if n else 0,
+                                                    records / syncs if syncs else 0))
+    if len(results) == 2:
+        (_, n1, s1, y1, _), (k, n2, s2, y2, _) = results
+        print("%d concurrent clients vs 1: %.2fx the decisions/s, %.2fx the syncs per decision"
+              % (k, (n2 / s2) / (n1 / s1), (y2 / n2) / (y1 / n1) if y1 else 0))
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(10)
+
+
+try:
+    t_start = time.time()
+    if not args.no_fanout:
+        fanout()
+    if not args.no_memmap:
+        memmap()
+    print("\n%s (%.0f s)" % ("all targets met" if not missed_targets else "MISSED: " + ", ".join(missed_targets),
+                             time.time() - t_start))
+finally:
+    stop_all()
+    if args.keep:
+        print("work directory kept: " + work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+sys.exit(1 if missed_targets else 0)
