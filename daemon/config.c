@@ -567,6 +567,9 @@ static int parse_listener_key(ListenerConfig *l, const char *key, const char *v,
                 l->max_pending_calls = (size_t) x;
                 return 0;
         }
+        if (streq(key, "vsock-port") && l->role == ROLE_INTROSPECTOR)
+                return parse_number_key(v, 0, UINT32_MAX - 1, &l->vsock_port, ret_why,
+                                        "expected a vsock port number, or 0 for none");
         *ret_why = "unknown key";
         return -ENOENT;
 }

@@ -146,6 +146,10 @@ static int call_queue(Call *call, VarlinkBlob *blob, bool final, bool is_error) 
         return 0;
 }
 
+uint32_t conn_vsock_cid(const Conn *c) {
+        return c->vsock_cid;
+}
+
 Server *conn_server(const Conn *c) {
         return c->server;
 }

@@ -102,10 +102,29 @@ IntrospectorState *introspector_state_free(IntrospectorState *st) {
         return NULL;
 }
 
-/* The peer identity the proof is bound to: the connection's uid on the
- * Unix socket. */
+/* The peer identity the proof is bound to: the uid on the Unix socket,
+ * the VM's CID over vsock. */
 static void peer_binding(Conn *c, char *buf, size_t n) {
-        snprintf(buf, n, "unix:%u", (unsigned) conn_uid(c));
+        if (conn_vsock_cid(c))
+                snprintf(buf, n, "vsock:%u", conn_vsock_cid(c));
+        else
+                snprintf(buf, n, "unix:%u", (unsigned) conn_uid(c));
+}
+
+bool introspector_binding_ok(const IdentityConfig *id, const Config *c, uid_t uid, uint32_t cid) {
+        if (cid != 0) {
+                const DomainConfig *d = id->domain ? config_find_domain(c, id->domain) : NULL;
+                /* Over vsock the VM is the identity's anchor: no VM, no entry. */
+                return d && d->vsock_cid != 0 && d->vsock_cid == cid;
+        }
+        if (id->domain && id->n_uids == 0)
+                return false;
+        if (id->n_uids == 0)
+                return true;
+        for (size_t i = 0; i < id->n_uids; i++)
+                if (id->uids[i] == uid)
+                        return true;
+        return false;
 }
 
 static AuthPeer *auth_peer(IntrospectorState *st, const char *key, uint64_t now) {
@@ -253,21 +272,12 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
         if (r < 0)
                 return r;
         ok &= CRYPTO_memcmp(proof, want, sizeof want) == 0;
-        ok &= id != NULL;
-        if (ok && id->n_uids > 0) {
-                bool uid_ok = false;
-                for (size_t i = 0; i < id->n_uids; i++)
-                        uid_ok |= id->uids[i] == conn_uid(c);
-                ok &= uid_ok;
-        }
-        /* A VM-bound identity authenticates over vsock from its VM, or on
-         * the Unix socket only for the uids it names (a host-side helper
-         * acting for that VM). */
-        ok &= !(id && id->domain && id->n_uids == 0);
+        ok &= id != NULL && introspector_binding_ok(id, s->config, conn_uid(c), conn_vsock_cid(c));
         OPENSSL_cleanse(want, sizeof want);
 
         const struct ucred cred = { .pid = conn_pid(c), .uid = conn_uid(c), .gid = conn_gid(c) };
-        AuditEvent ev = { .kind = ok ? AUDIT_KIND_AUTH_OK : AUDIT_KIND_AUTH_FAIL, .introspector = name, .peer = &cred };
+        AuditEvent ev = { .kind = ok ? AUDIT_KIND_AUTH_OK : AUDIT_KIND_AUTH_FAIL, .introspector = name,
+                          .peer = conn_vsock_cid(c) ? NULL : &cred, .cid = conn_vsock_cid(c) };
         if (!ok) {
                 peer->failures++;
                 log_notice("introspector authentication failed for \"%s\" from %s (pid %d)", name, binding,

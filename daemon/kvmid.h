@@ -83,6 +83,7 @@ struct ListenerConfig {
         int max_depth;
         size_t max_pending_calls;
         size_t max_output_bytes;
+        unsigned vsock_port;       /* introspector only: tools in VMs; 0: none */
 };
 
 /* [kvmi]: the listener QEMU connects to. */
@@ -262,6 +263,8 @@ unsigned conn_state(const Conn *c);
 void conn_set_state(Conn *c, unsigned state);
 uint64_t conn_id(const Conn *c);
 Server *conn_server(const Conn *c);
+/* The peer's vsock CID, 0 for a Unix peer. */
+uint32_t conn_vsock_cid(const Conn *c);
 /* Replies queued and not yet written (a subscriber's backlog). */
 size_t conn_queued_bytes(const Conn *c);
 size_t conn_queued_messages(const Conn *c);
@@ -277,7 +280,8 @@ struct Conn {
         Role role;
         uint64_t id;
         int fd;
-        struct ucred cred;
+        struct ucred cred;           /* vsock peers: pid 0, uid/gid -1 */
+        uint32_t vsock_cid;          /* 0: a Unix peer */
         ListenerConfig limits;       /* copied at accept: reloads affect new connections */
         ListenerStats *stats;
         VarlinkReader *reader;
@@ -319,6 +323,7 @@ struct Server {
         ListenerStats stats[N_ROLES];
         /* private to server.c/conn.c */
         Listener *listeners[N_ROLES];
+        Listener *vsock_listener;    /* introspector tools in VMs */
         struct ServerUid *uids;
         Conn *conns;
         Conn *graveyard;             /* closed, freed from the loop */
@@ -473,6 +478,11 @@ IntrospectorState *introspector_state_free(IntrospectorState *st);
 /* The authentication proof (see io.kvmid.Introspector.varlink). */
 int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[32], const char *name,
                        const char *binding, uint8_t ret[32]);
+/* Whether a peer (uid over Unix, or vsock CID if cid != 0) may
+ * authenticate as id: a VM-bound identity from its VM's CID, or on Unix
+ * from its listed uids; an unbound one only on Unix, from its uids if it
+ * lists any. */
+bool introspector_binding_ok(const IdentityConfig *id, const Config *c, uid_t uid, uint32_t cid);
 /* The identity a connection authenticated as, or NULL. */
 const char *introspector_identity(const Conn *c);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <linux/vm_sockets.h>
 #include <systemd/sd-daemon.h>
 
 #include "kvmid.h"
@@ -20,6 +21,7 @@
 struct Listener {
         Server *server;
         Role role;
+        bool vsock;                  /* peers are identified by CID, not SO_PEERCRED */
         int fd;
         char *path;                  /* unlinked at stop if we bound it */
         bool owned;
@@ -106,7 +108,8 @@ void server_conn_closed(Server *s, Conn *c) {
 
         s->stats[role_index(c->role)].active--;
         s->n_connections--;
-        uid_release(s, c->cred.uid);
+        if (c->vsock_cid == 0)
+                uid_release(s, c->cred.uid);
         event_active(s->ev_reap, 0, 0);
 }
 
@@ -135,8 +138,11 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *userdata) 
 
         /* Bounded batch so one busy listener cannot starve the loop. */
         for (int i = 0; i < 64; i++) {
-                _cleanup_close_ int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                struct ucred cred;
+                struct sockaddr_vm vm = {};
+                socklen_t vmlen = sizeof vm;
+                _cleanup_close_ int fd = accept4(lfd, l->vsock ? (struct sockaddr *) &vm : NULL, l->vsock ? &vmlen : NULL,
+                                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+                struct ucred cred = { .pid = 0, .uid = (uid_t) -1, .gid = (gid_t) -1 };
                 socklen_t len = sizeof cred;
                 Conn *c;
                 int r;
@@ -152,7 +158,7 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *userdata) 
                                 log_warning_errno(errno, "%s listener: accept failed: %m", role_to_string(l->role));
                         return;
                 }
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                if (!l->vsock && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                         log_warning_errno(errno, "%s listener: SO_PEERCRED failed: %m", role_to_string(l->role));
                         st->rejected++;
                         continue;
@@ -168,7 +174,8 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *userdata) 
                         st->rejected++;
                         continue;
                 }
-                r = uid_acquire(s, cred.uid);
+                /* vsock peers are VMs: max-connections bounds them, not uids. */
+                r = l->vsock ? 0 : uid_acquire(s, cred.uid);
                 if (r < 0) {
                         if (r == -EUSERS) {
                                 log_warning("%s listener: uid %u has %u connections, refusing",
@@ -181,11 +188,13 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *userdata) 
                 }
                 r = conn_new(s, l, fd, &cred, lc, st, &c);
                 if (r < 0) {
-                        uid_release(s, cred.uid);
+                        if (!l->vsock)
+                                uid_release(s, cred.uid);
                         st->rejected++;
                         continue;
                 }
                 TAKE_FD(fd);
+                c->vsock_cid = l->vsock ? vm.svm_cid : 0;
                 c->id = ++s->next_conn_id;
                 c->next = s->conns;
                 if (s->conns)
@@ -377,6 +386,7 @@ Server *server_free(Server *s) {
         server_on_reap(-1, 0, s);
         for (size_t i = 0; i < N_ROLES; i++)
                 listener_free(s->listeners[i]);
+        listener_free(s->vsock_listener);
         while (s->uids) {
                 ServerUid *u = s->uids;
                 s->uids = u->next;
@@ -412,6 +422,37 @@ void server_audit(Server *s, const AuditEvent *ev) {
         r = audit_emit(s->audit, ev);
         if (r < 0)
                 log_warning_errno(r, "audit: cannot record %s: %m", audit_kind_to_string(ev->kind));
+}
+
+/* Tools inside introspector VMs reach the Introspector interface over
+ * vsock; no vsock in this kernel is said once, and kvmid carries on. */
+static int server_start_vsock(Server *s) {
+        const ListenerConfig *lc = config_listener(s->config, ROLE_INTROSPECTOR);
+        struct sockaddr_vm vm = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = lc->vsock_port };
+        _cleanup_close_ int fd = -EBADF;
+        Listener *l;
+        int r;
+
+        if (lc->vsock_port == 0)
+                return 0;
+        fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &vm, sizeof vm) < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = negative_errno();
+                if (r == -EAFNOSUPPORT || r == -ENODEV)
+                        log_notice("introspector vsock listener on port %u is off: this kernel has no AF_VSOCK",
+                                   lc->vsock_port);
+                else
+                        log_warning_errno(r, "introspector vsock listener on port %u is off: %m", lc->vsock_port);
+                return 0;
+        }
+        r = listener_new(s, lc, fd, false, &l);
+        if (r < 0)
+                return r;
+        TAKE_FD(fd);
+        l->vsock = true;
+        s->vsock_listener = l;
+        log_info("introspector listener on vsock port %u", lc->vsock_port);
+        return 0;
 }
 
 static int server_open_audit(Server *s) {
@@ -510,6 +551,9 @@ int server_start(Server *s) {
                 }
                 log_info("%s listener on \"%s\"", lc->name, lc->socket_path);
         }
+        r = server_start_vsock(s);
+        if (r < 0)
+                return r;
         r = domain_registry_load(s, s->config);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the domain registry: %m");
@@ -555,6 +599,7 @@ void server_stop(Server *s) {
         channel_server_stop(s);
         for (size_t k = 0; k < N_ROLES; k++)
                 s->listeners[k] = listener_free(s->listeners[k]);
+        s->vsock_listener = listener_free(s->vsock_listener);
         for (Conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
                 conn_begin_shutdown(c);
