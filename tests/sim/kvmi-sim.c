@@ -7,6 +7,10 @@
  *            [--mode 64|32] [--unhook-at-exit] [--timeout SEC]
  *            [--misbehave MODE] [--control PATH] [--floor]
  *            [--version-layout 16|8] [--no-map-token] [--no-hypercall] [-v]
+ *            [--introspector NAME,KEYFILE,VMNAME [--introspector-socket PATH]
+ *             [--hypervisor-socket PATH] [--attach TARGET]... [--subscribers N]
+ *             [--map COUNT] [--gpa START,SIZE] [--local-gpa BASE]
+ *             [--watch-revocations]]
  *
  * Per VM: connect to the Unix socket like QEMU, send kvmi_qemu2introspector
  * (96 bytes: uuid, start_time = now, name), read kvmi_introspector2qemu and
@@ -45,6 +49,42 @@
  *   {"cmd":"unhook","vm":N}  {"cmd":"connect","vm":"NAME,UUID[,COOKIE]"}
  *   {"cmd":"disconnect","vm":N}  {"cmd":"quit"}    errors: {"error":"..."}
  *
+ * --introspector NAME,KEYFILE,VMNAME: the same process also plays an
+ * introspector VM (sim-introspector.c): identity NAME with the key in
+ * KEYFILE, running as the libvirt domain VMNAME (kvmid.conf: [introspector
+ * NAME] key-file=KEYFILE domain=VMNAME uid=UID, [domain VMNAME]
+ * role=introspector).  It authenticates on --introspector-socket (default:
+ * io.kvmid.Introspector next to --socket), opens a session on each
+ * --attach TARGET (default: every --vm), subscribes --subscribers N
+ * connections to each session (default 1) and counts and checks every
+ * event (per-target seq order, the missed field); its VMM asks
+ * --hypervisor-socket (default io.kvmid.Hypervisor next to --socket) for
+ * MemMap / MemUnmap as VMNAME, local gpas counted up from --local-gpa
+ * (default 0x100000000) a page at a time.  Once the targets are probed it
+ * sets up; the targets' events start (one-shot) or "ready" is printed
+ * (--control) only once every subscriber is live.  One-shot, after the
+ * events: wait until every subscriber has every acked event; with --map
+ * COUNT, per session COUNT x (GetMapToken in --gpa START,SIZE, default
+ * 0x1000,0x1000; MemMap; on allow, redeem the token in the target's
+ * simulated kernel), one MemMap replaying a consumed token (must be
+ * denied), MemUnmap of every mapping; with --watch-revocations as well
+ * (a WatchRevocations(VMNAME) stream, counted), one more mapping per
+ * session, CloseSession, and wait until kvmid revoked each.  The report
+ * gains "introspector"; exit 1 if any of it went otherwise.  Control
+ * commands for it (each replies once done; they run one at a time):
+ *
+ *   {"cmd":"intro-status"}                         sessions, subscribers' counts, tokens, maps
+ *   {"cmd":"intro-map"[,"target":T][,"count":N][,"gpa":G,"size":S]}
+ *                                                  N x GetMapToken + MemMap + redeem
+ *   {"cmd":"intro-deny"[,"target":T]}              MemMap of a consumed token: "ok" if denied
+ *   {"cmd":"intro-unmap"[,"target":T][,"local_gpa":L]}   MemUnmap (default: every mapping)
+ *   {"cmd":"intro-close"[,"target":T]}             CloseSession
+ *   {"cmd":"intro-wait"[,"events":N][,"revocations":R][,"timeout_ms":MS]}
+ *                                                  until every subscriber saw N events (default:
+ *                                                  all its targets acked) and R revocations seen
+ *
+ * No "target": every open session.
+ *
  * Details of each reply: sim-control.c.  Report: sim-report.c. */
 
 #include <getopt.h>
@@ -63,10 +103,12 @@ enum {
         PHASE_DONE,
         PHASE_MISBEHAVE,
         PHASE_CONTROL,
+        PHASE_INTRO_SETUP,      /* targets probed, the introspector VM sets up */
+        PHASE_INTRO_RUN,        /* events done, the introspector VM's one-shot ops */
 };
 
 static unsigned sim_jobs_running;
-static bool sim_unhook_started;
+static bool sim_unhook_started, sim_intro_ran;
 
 static void sim_step(Sim *s);
 
@@ -92,11 +134,27 @@ static void sim_usage(FILE *f) {
               "      --no-hypercall       HYPERCALL events unsupported\n"
               "  -v, --verbose            log protocol steps on stderr\n"
               "  -h, --help               this text\n\n"
+              "Introspector VM (the same process plays it; see kvmi-sim.c's header):\n"
+              "      --introspector NAME,KEYFILE,VMNAME  identity NAME, its key file, its VM's domain name\n"
+              "      --introspector-socket PATH  io.kvmid.Introspector (default: next to --socket)\n"
+              "      --hypervisor-socket PATH    io.kvmid.Hypervisor (default: next to --socket)\n"
+              "      --attach TARGET      open a session on TARGET; repeatable (default: every --vm)\n"
+              "      --subscribers N      subscriber connections per session (default 1)\n"
+              "      --map COUNT          one-shot: per session COUNT tokens minted, mapped, redeemed,\n"
+              "                           one consumed-token MemMap (denied), then every MemUnmap\n"
+              "      --gpa START,SIZE     GetMapToken range (default 0x1000,0x1000)\n"
+              "      --local-gpa BASE     first local gpa of the VM's mappings (default 0x100000000)\n"
+              "      --watch-revocations  keep a WatchRevocations stream; one-shot with --map: hold one\n"
+              "                           mapping per session, CloseSession, expect its revocation\n\n"
               "Control commands (one JSON object per line, one reply line each):\n"
               "  {\"cmd\":\"status\"}  {\"cmd\":\"send\",\"vm\":N,\"vcpu\":0,\"count\":1,\"regs\":{\"rdx\":1}}\n"
               "  {\"cmd\":\"tokens\",\"vm\":N}  {\"cmd\":\"mint\",\"vm\":N}  {\"cmd\":\"redeem\",\"vm\":N,\"token\":HEX}\n"
               "  {\"cmd\":\"unhook\",\"vm\":N}  {\"cmd\":\"connect\",\"vm\":\"NAME,UUID[,COOKIE]\"}\n"
-              "  {\"cmd\":\"disconnect\",\"vm\":N}  {\"cmd\":\"quit\"}\n",
+              "  {\"cmd\":\"disconnect\",\"vm\":N}  {\"cmd\":\"quit\"}\n"
+              "  {\"cmd\":\"intro-status\"}  {\"cmd\":\"intro-map\",\"target\":T,\"count\":N,\"gpa\":G,\"size\":S}\n"
+              "  {\"cmd\":\"intro-deny\",\"target\":T}  {\"cmd\":\"intro-unmap\",\"target\":T,\"local_gpa\":L}\n"
+              "  {\"cmd\":\"intro-close\",\"target\":T}  {\"cmd\":\"intro-wait\",\"events\":N,\"revocations\":R,\"timeout_ms\":MS}\n"
+              "  (intro-*: \"target\" optional = every open session; each replies when done)\n",
               f);
 }
 
@@ -147,6 +205,12 @@ static void sim_finish(Sim *s) {
 }
 
 static void sim_after_events(Sim *s) {
+        if (s->intro && !sim_intro_ran) {
+                sim_intro_ran = true;
+                s->phase = PHASE_INTRO_RUN;
+                intro_oneshot(s, sim_after_events);
+                return;
+        }
         if (!s->o.unhook_at_exit) {
                 sim_finish(s);
                 return;
@@ -206,7 +270,13 @@ static void sim_step(Sim *s) {
         case PHASE_CONNECT:
                 for (SimVm *vm = s->vms; vm; vm = vm->next)
                         all = all && (vm->probed || vm->state == VM_CLOSED);
-                if (all)
+                if (!all)
+                        break;
+                if (s->intro) {
+                        event_del(s->ev_deadline);
+                        s->phase = PHASE_INTRO_SETUP;
+                        intro_start(s);         /* sim_intro_notify() once through */
+                } else
                         sim_start_events(s);
                 break;
         case PHASE_UNHOOK:
@@ -237,6 +307,13 @@ void sim_vm_notify(SimVm *vm, VmNote note) {
                 ctl_notify(s, vm, note);
         if (!vm->hidden)
                 sim_step(s);
+}
+
+void sim_intro_notify(Sim *s) {
+        if (s->phase == PHASE_INTRO_SETUP)
+                sim_start_events(s);            /* failed or not: the verdict says */
+        else if (s->ctl)
+                ctl_notify(s, NULL, VM_NOTE_PROBED);
 }
 
 static void sim_on_deadline(_unused_ evutil_socket_t fd, _unused_ short what, void *userdata) {
@@ -282,7 +359,9 @@ static int sim_parse_uint(const char *arg, unsigned long long lo, unsigned long 
 
 static int sim_parse(Sim *s, int argc, char **argv) {
         enum { OPT_VM = 256, OPT_VCPUS, OPT_EVENTS, OPT_RATE, OPT_REG, OPT_MODE, OPT_UNHOOK, OPT_TIMEOUT,
-               OPT_MISBEHAVE, OPT_CONTROL, OPT_FLOOR, OPT_LAYOUT, OPT_NO_TOKEN, OPT_NO_HC };
+               OPT_MISBEHAVE, OPT_CONTROL, OPT_FLOOR, OPT_LAYOUT, OPT_NO_TOKEN, OPT_NO_HC, OPT_INTRO,
+               OPT_INTRO_SOCKET, OPT_HV_SOCKET, OPT_ATTACH, OPT_SUBSCRIBERS, OPT_MAP, OPT_GPA, OPT_LOCAL_GPA,
+               OPT_WATCH };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, 's' },      { "vm", required_argument, NULL, OPT_VM },
                 { "vcpus", required_argument, NULL, OPT_VCPUS }, { "events", required_argument, NULL, OPT_EVENTS },
@@ -295,12 +374,22 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                 { "version-layout", required_argument, NULL, OPT_LAYOUT },
                 { "no-map-token", no_argument, NULL, OPT_NO_TOKEN },
                 { "no-hypercall", no_argument, NULL, OPT_NO_HC },
+                { "introspector", required_argument, NULL, OPT_INTRO },
+                { "introspector-socket", required_argument, NULL, OPT_INTRO_SOCKET },
+                { "hypervisor-socket", required_argument, NULL, OPT_HV_SOCKET },
+                { "attach", required_argument, NULL, OPT_ATTACH },
+                { "subscribers", required_argument, NULL, OPT_SUBSCRIBERS },
+                { "map", required_argument, NULL, OPT_MAP },
+                { "gpa", required_argument, NULL, OPT_GPA },
+                { "local-gpa", required_argument, NULL, OPT_LOCAL_GPA },
+                { "watch-revocations", no_argument, NULL, OPT_WATCH },
                 { "verbose", no_argument, NULL, 'v' },           { "help", no_argument, NULL, 'h' },
                 {}
         };
         SimOpts *o = &s->o;
         char why[SIM_ERR_LEN];
         unsigned long long v;
+        bool intro_opt = false;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "s:vh", opts, NULL)) >= 0) {
@@ -391,6 +480,69 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                 case OPT_NO_HC:
                         o->no_hypercall = true;
                         break;
+                case OPT_INTRO:
+                        if (intro_opts_parse(&o->intro, optarg, why, sizeof why) < 0) {
+                                fprintf(stderr, "kvmi-sim: --introspector: %s\n", why);
+                                return -EINVAL;
+                        }
+                        break;
+                case OPT_INTRO_SOCKET:
+                case OPT_HV_SOCKET: {
+                        char **p = c == OPT_INTRO_SOCKET ? &o->intro.introspector_socket : &o->intro.hypervisor_socket;
+                        free(*p);
+                        if (!(*p = strdup(optarg)))
+                                return -ENOMEM;
+                        intro_opt = true;
+                        break;
+                }
+                case OPT_ATTACH: {
+                        char **a = realloc(o->intro.attach, (o->intro.n_attach + 1) * sizeof *a);
+                        if (!a)
+                                return -ENOMEM;
+                        o->intro.attach = a;
+                        if (!optarg[0] || !(a[o->intro.n_attach] = strdup(optarg)))
+                                goto bad;
+                        o->intro.n_attach++;
+                        intro_opt = true;
+                        break;
+                }
+                case OPT_SUBSCRIBERS:
+                        if (sim_parse_uint(optarg, 1, 1024, &v) < 0)
+                                goto bad;
+                        o->intro.subscribers = (unsigned) v;
+                        intro_opt = true;
+                        break;
+                case OPT_MAP:
+                        if (sim_parse_uint(optarg, 0, 1000000, &v) < 0)
+                                goto bad;
+                        o->intro.map_count = (unsigned) v;
+                        intro_opt = true;
+                        break;
+                case OPT_GPA: {
+                        char *end, *end2;
+                        errno = 0;
+                        o->intro.gpa = strtoull(optarg, &end, 0);
+                        if (errno || end == optarg || *end != ',' || optarg[0] == '-' || end[1] == '-')
+                                goto bad;
+                        o->intro.gpa_size = strtoull(end + 1, &end2, 0);
+                        if (errno || end2 == end + 1 || *end2 || o->intro.gpa_size == 0)
+                                goto bad;
+                        intro_opt = true;
+                        break;
+                }
+                case OPT_LOCAL_GPA: {
+                        char *end;
+                        errno = 0;
+                        o->intro.local_gpa = strtoull(optarg, &end, 0);
+                        if (errno || end == optarg || *end || optarg[0] == '-')
+                                goto bad;
+                        intro_opt = true;
+                        break;
+                }
+                case OPT_WATCH:
+                        o->intro.watch_revocations = true;
+                        intro_opt = true;
+                        break;
                 case 'v':
                         o->verbose = true;
                         break;
@@ -423,6 +575,14 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                 fprintf(stderr, "kvmi-sim: --floor is a one-shot benchmark baseline: no --control, no --misbehave\n");
                 return -EINVAL;
         }
+        if (intro_opt && !o->intro.enabled) {
+                fprintf(stderr, "kvmi-sim: introspector options need --introspector NAME,KEYFILE,VMNAME\n");
+                return -EINVAL;
+        }
+        if (o->intro.enabled && (o->floor || o->misbehave)) {
+                fprintf(stderr, "kvmi-sim: --introspector does not go with --floor or --misbehave\n");
+                return -EINVAL;
+        }
         if (o->misbehave && o->control_path) {
                 fprintf(stderr, "kvmi-sim: --misbehave is a one-shot mode: no --control\n");
                 return -EINVAL;
@@ -448,6 +608,14 @@ static int sim_setup(Sim *s, int *floor_fds) {
         event_add(s->ev_sigint, NULL);
         event_add(s->ev_sigterm, NULL);
 
+        if (s->o.intro.enabled) {
+                char why[SIM_ERR_LEN];
+                int r = intro_new(s, why, sizeof why);
+                if (r < 0) {
+                        sim_fail(s, "%s", r == -ENOMEM ? "out of memory" : why);
+                        return r;
+                }
+        }
         if (s->o.floor) {
                 size_t i = 0;
                 s->phase = PHASE_CONNECT;
@@ -479,7 +647,8 @@ static int sim_setup(Sim *s, int *floor_fds) {
 }
 
 int main(int argc, char **argv) {
-        Sim s = { .o = { .vcpus = 1, .events = 100, .mode = KVMI_MODE_64, .timeout_sec = 15, .version_layout = 16 } };
+        Sim s = { .o = { .vcpus = 1, .events = 100, .mode = KVMI_MODE_64, .timeout_sec = 15, .version_layout = 16,
+                         .intro = { .subscribers = 1, .gpa = 0x1000, .gpa_size = 0x1000 } } };
         _cleanup_free_ int *floor_fds = NULL;
         struct json_object *report;
         int r, ret = 1;
@@ -487,8 +656,10 @@ int main(int argc, char **argv) {
         s.start_ns = util_now_ns();
         json_c_set_serialization_double_format("%.9g", JSON_C_OPTION_GLOBAL);
         s.vms_tail = &s.vms;
-        if (sim_parse(&s, argc, argv) < 0)
+        if (sim_parse(&s, argc, argv) < 0) {
+                intro_opts_done(&s.o.intro);
                 return 2;
+        }
         signal(SIGPIPE, SIG_IGN);
         if (s.o.floor) {
                 floor_fds = calloc(s.o.n_vms, sizeof *floor_fds);
@@ -521,6 +692,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "kvmi-sim: %s\n", s.fail);
 
         ctl_free(&s);
+        intro_free(&s);
         for (SimVm *vm = s.vms; vm; vm = vm->next)
                 vm_close(vm, false, "exiting");        /* ends running jobs */
         while (s.vms) {
@@ -540,6 +712,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < s.o.n_vms; i++)
                 vm_spec_done(&s.o.vms[i]);
         free(s.o.vms);
+        intro_opts_done(&s.o.intro);
         json_c_set_serialization_double_format(NULL, JSON_C_OPTION_GLOBAL);
         return ret;
 }

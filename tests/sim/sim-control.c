@@ -15,6 +15,30 @@
  *   {"cmd":"disconnect","vm":N}          → {"ok":true}
  *   {"cmd":"quit"}                       → {"ok":true}, then exit (report on stdout)
  *
+ * With --introspector (sim-introspector.c), "ready" waits for its setup too
+ * (every subscriber live, or the setup failed), "status" has an
+ * "introspector" object, and these run one at a time, in order, each
+ * replying when done ("target" optional: every open session):
+ *
+ *   {"cmd":"intro-status"}               → the report's "introspector" object
+ *   {"cmd":"intro-map","target":T,"count":N,"gpa":G,"size":S}
+ *       count default 1, gpa/size default --gpa; N x (GetMapToken, MemMap, on
+ *       allow redeem in T's simulated kernel)
+ *                                        → {"ok":B,"op":"map","minted","allowed","denied",
+ *                                           "maps":[{"target","token_id","target_gpa","local_gpa",
+ *                                                    "decision":"allow"|"deny"|"no-token","reason","kernel"}]}
+ *   {"cmd":"intro-deny","target":T}      → MemMap of the session's last consumed token (one is
+ *                                          minted and mapped first if there is none): ok if denied
+ *                                        → {"ok":B,"op":"deny","maps":[{...,"decision","reason"}]}
+ *   {"cmd":"intro-unmap","target":T,"local_gpa":L}
+ *       default: every mapping recorded for T    → {"ok":B,"unmapped":N,"unmaps":[{"local_gpa","decision",...}]}
+ *   {"cmd":"intro-close","target":T}     → CloseSession: {"ok":B,"sessions":[{"target","closed"}]}
+ *   {"cmd":"intro-wait","events":N,"revocations":R,"timeout_ms":MS}
+ *       until every subscriber saw N events (delivered + missed; no "events":
+ *       until every live subscription has all its target acked since it went
+ *       live) and R revocations were seen; default 5000 ms
+ *                                        → {"ok":B,"seen":[per subscriber],"revocations":R}
+ *
  * Errors: {"error":"..."}. */
 
 #include <inttypes.h>
@@ -35,6 +59,7 @@ typedef enum CtlWait {
         CTL_WAIT_SEND,
         CTL_WAIT_CONNECT,
         CTL_WAIT_UNHOOK,
+        CTL_WAIT_INTRO,
 } CtlWait;
 
 typedef struct CtlClient CtlClient;
@@ -121,6 +146,8 @@ static void ctl_status(CtlClient *c) {
                         json_object_array_add(vms, report_vm_json(vm, true));
         json_object_object_add(o, "ready", json_object_new_boolean(s->ready_printed));
         json_object_object_add(o, "vms", vms);
+        if (s->intro)
+                json_object_object_add(o, "introspector", intro_json(s));
         ctl_reply(c, o);
 }
 
@@ -347,6 +374,85 @@ static void ctl_disconnect(CtlClient *c, struct json_object *req) {
         ctl_reply(c, o);
 }
 
+/* ---- introspector VM ------------------------------------------------------------------- */
+
+static void ctl_intro_done(_unused_ Sim *s, void *userdata, struct json_object *result) {
+        CtlClient *c = userdata;
+
+        if (!c) {
+                json_object_put(result);
+                return;
+        }
+        ctl_reply(c, result);
+        ctl_resume(c);
+}
+
+/* A non-negative integer field; -1 if bad (error sent), 0 absent, 1 set. */
+static int ctl_u64(CtlClient *c, struct json_object *req, const char *key, uint64_t *ret) {
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(req, key, &v) || json_object_is_type(v, json_type_null))
+                return 0;
+        if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0) {
+                ctl_error(c, "\"%s\" must be a non-negative integer", key);
+                return -1;
+        }
+        *ret = json_object_get_uint64(v);
+        return 1;
+}
+
+static void ctl_intro(CtlClient *c, struct json_object *req, IntroOpKind kind) {
+        Sim *s = c->ctl->sim;
+        IntroOpSpec spec = { .kind = kind, .count = 1, .timeout_ms = 5000 };
+        struct json_object *v;
+        char why[SIM_ERR_LEN];
+        uint64_t x;
+        int k;
+
+        if (!s->intro) {
+                ctl_error(c, "no introspector VM (--introspector)");
+                return;
+        }
+        if (json_object_object_get_ex(req, "target", &v) && !json_object_is_type(v, json_type_null)) {
+                if (!json_object_is_type(v, json_type_string)) {
+                        ctl_error(c, "\"target\" must be a target name");
+                        return;
+                }
+                spec.target = json_object_get_string(v);
+        }
+        if ((k = ctl_u64(c, req, "count", &x)) < 0)
+                return;
+        if (k > 0) {
+                if (x < 1 || x > 1000000) {
+                        ctl_error(c, "\"count\" must be 1..1000000");
+                        return;
+                }
+                spec.count = (unsigned) x;
+        }
+        if (ctl_u64(c, req, "gpa", &spec.gpa) < 0 || (k = ctl_u64(c, req, "size", &spec.size)) < 0)
+                return;
+        if (json_object_object_get_ex(req, "gpa", &v) && k <= 0) {
+                ctl_error(c, "\"gpa\" goes with \"size\"");
+                return;
+        }
+        if ((k = ctl_u64(c, req, "local_gpa", &spec.local_gpa)) < 0)
+                return;
+        spec.has_local_gpa = k > 0;
+        if ((k = ctl_u64(c, req, "events", &spec.events)) < 0)
+                return;
+        spec.has_events = k > 0;
+        spec.drain = kind == INTRO_OP_WAIT && !spec.has_events;
+        if (ctl_u64(c, req, "revocations", &spec.revocations) < 0 || (k = ctl_u64(c, req, "timeout_ms", &x)) < 0)
+                return;
+        if (k > 0)
+                spec.timeout_ms = (unsigned) MIN(x, (uint64_t) 3600000);
+        c->wait = CTL_WAIT_INTRO;
+        if (intro_op(s, &spec, ctl_intro_done, c, why, sizeof why) < 0) {
+                c->wait = CTL_WAIT_NONE;
+                ctl_error(c, "%s", why);
+        }
+}
+
 static void ctl_on_read(struct bufferevent *bev, void *userdata);
 static void ctl_on_event(struct bufferevent *bev, short what, void *userdata);
 
@@ -389,6 +495,21 @@ static void ctl_command(CtlClient *c, const char *line) {
                 ctl_connect(c, req);
         else if (streq(cmd, "disconnect"))
                 ctl_disconnect(c, req);
+        else if (streq(cmd, "intro-status")) {
+                if (c->ctl->sim->intro)
+                        ctl_reply(c, intro_json(c->ctl->sim));
+                else
+                        ctl_error(c, "no introspector VM (--introspector)");
+        } else if (streq(cmd, "intro-map"))
+                ctl_intro(c, req, INTRO_OP_MAP);
+        else if (streq(cmd, "intro-deny"))
+                ctl_intro(c, req, INTRO_OP_DENY);
+        else if (streq(cmd, "intro-unmap"))
+                ctl_intro(c, req, INTRO_OP_UNMAP);
+        else if (streq(cmd, "intro-close"))
+                ctl_intro(c, req, INTRO_OP_CLOSE);
+        else if (streq(cmd, "intro-wait"))
+                ctl_intro(c, req, INTRO_OP_WAIT);
         else if (streq(cmd, "quit")) {
                 /* Quit once the reply is out (ctl_on_written), or the client gone. */
                 c->quitting = true;
@@ -411,6 +532,7 @@ static void ctl_client_free(CtlClient *c) {
                 }
         if (c->wait == CTL_WAIT_SEND && c->wait_job)
                 c->wait_job->userdata = NULL;   /* the job finishes on its own */
+        intro_forget_userdata(ctl->sim, c);     /* so do its introspector ops */
         if (c->quitting)
                 sim_quit(ctl->sim);
         event_free(c->ev_resume);
@@ -483,6 +605,12 @@ static void ctl_check_ready(Sim *s) {
         for (SimVm *vm = s->vms; vm; vm = vm->next)
                 if (!vm->hidden && !vm->probed && vm->state != VM_CLOSED)
                         return;
+        if (s->intro && !intro_started(s)) {
+                intro_start(s);         /* sim_intro_notify() → here again once through */
+                return;
+        }
+        if (s->intro && !intro_settled(s))
+                return;
         s->ready_printed = true;
         printf("ready\n");
         fflush(stdout);

@@ -1,6 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* kvmi-sim's JSON report (also the control socket's per-VM status) and the
- * one-shot verdict: did everything go as expected? */
+ * one-shot verdict: did everything go as expected?  With --introspector the
+ * report has an "introspector" object (intro_json(), sim-introspector.c):
+ *
+ *   {"name","vm","state":"ready"|"failed"|...,"authenticated",
+ *    "sessions":[{"target","uuid","session","state","tokens_minted","maps_allowed",
+ *                 "maps_denied","unmaps","revoked"}],
+ *    "subscribers":[{"index","delivered","missed","ordered","order_errors","gaps",
+ *                    "targets":[{"target","state","delivered","missed","last_seq",...}]}],
+ *    "tokens_minted","token_errors","maps_allowed","maps_denied","maps_denied_expected",
+ *    "unmaps","unmaps_denied","kernel_redeemed","kernel_redeem_failed","mappings":[...],
+ *    "mem_map_latency_ns":{"p50","p99","max"},"watch","revocations","errors","first_error"} */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -94,6 +104,8 @@ struct json_object *report_json(Sim *s) {
         json_object_object_add(o, "vms", vms);
         json_object_object_add(o, "total", tot);
         json_object_object_add(o, "floor", json_object_new_boolean(s->o.floor));
+        if (s->intro)
+                json_object_object_add(o, "introspector", intro_json(s));
         return o;
 }
 
@@ -124,5 +136,6 @@ bool report_verdict(Sim *s) {
                         sim_fail(s, "%s: kvmid did not close the channel within %d ms of UNHOOK", n,
                                  SIM_UNHOOK_WAIT_MS);
         }
+        (void) intro_verdict(s);
         return !s->fail[0];
 }

@@ -4,8 +4,11 @@
 /* kvmi-sim internals, shared by its files (tests/sim/).  The program plays
  * target VMs toward kvmid's KVMI listener: QEMU's handshake, then the KVM
  * kernel side of KVMI (answers commands, emits HYPERCALL guest requests,
- * UNHOOK).  All encoding goes through proto/kvmi.h.  One event_base, no
- * threads.  Functions are prefixed by concern:
+ * UNHOOK).  All encoding goes through proto/kvmi.h.  With --introspector it
+ * also plays an introspector VM (its agent on io.kvmid.Introspector, its
+ * VMM on io.kvmid.Hypervisor), non-blocking, on the same loop, so the map
+ * tokens it redeems are the ones its own simulated kernels minted.  One
+ * event_base, no threads.  Functions are prefixed by concern:
  *
  *   util_*    time, logging, hex, uuid, registers, latency vectors  (sim-util.c)
  *   vm_*      one simulated VM: connection, handshake, I/O          (sim-vm.c)
@@ -14,6 +17,7 @@
  *   mis_*     --misbehave modes                                     (sim-misbehave.c)
  *   floor_*   --floor: the forked echo peer                         (sim-floor.c)
  *   ctl_*     --control: the JSON-lines control socket              (sim-control.c)
+ *   intro_*   --introspector: an introspector VM over varlink        (sim-introspector.c)
  *   report_* the JSON report and the one-shot verdict             (sim-report.c)
  *   sim_*     the program: options, phases                          (kvmi-sim.c)
  */
@@ -284,6 +288,69 @@ int ctl_start(Sim *s, const char *path);
 void ctl_notify(Sim *s, SimVm *vm, VmNote note);
 void ctl_free(Sim *s);
 
+/* ---- introspector VM ---------------------------------------------------------- */
+
+typedef struct SimIntro SimIntro;
+
+typedef struct SimIntroOpts {
+        bool enabled;
+        char name[SIM_NAME_MAX];        /* the identity ([introspector NAME]) */
+        char *key_file;
+        char vm[SIM_NAME_MAX];          /* the introspector VM's domain name (MemMap "introspector") */
+        char *introspector_socket, *hypervisor_socket;  /* default: next to --socket */
+        char **attach;                  /* --attach targets; none: every --vm */
+        size_t n_attach;
+        unsigned subscribers;           /* connections subscribed to every session */
+        unsigned map_count;             /* one-shot: tokens minted and mapped per session */
+        uint64_t gpa, gpa_size;         /* GetMapToken range */
+        uint64_t local_gpa;             /* first local gpa (a counter, one page per MemMap) */
+        bool watch_revocations;
+} SimIntroOpts;
+
+typedef enum IntroOpKind {
+        INTRO_OP_MAP,                   /* count x (GetMapToken, MemMap, redeem in the target's kernel) */
+        INTRO_OP_DENY,                  /* MemMap of a consumed token: must be denied */
+        INTRO_OP_UNMAP,                 /* MemUnmap of recorded mappings (or of one local gpa) */
+        INTRO_OP_CLOSE,                 /* CloseSession */
+        INTRO_OP_WAIT,                  /* until deliveries / revocations reach a count */
+} IntroOpKind;
+
+typedef struct IntroOpSpec {
+        IntroOpKind kind;
+        const char *target;             /* NULL: every open session (copied) */
+        unsigned count;                 /* map */
+        uint64_t gpa, size;             /* map: size 0 = --gpa */
+        bool has_local_gpa;             /* unmap just this one */
+        uint64_t local_gpa;
+        bool drain;                     /* wait: every live subscription has every event its
+                                         * target acked since it went live */
+        bool has_events;                /* wait: every subscriber has >= events (delivered + missed) */
+        uint64_t events;
+        uint64_t revocations;           /* wait: at least this many seen in all */
+        unsigned timeout_ms;            /* wait */
+} IntroOpSpec;
+
+/* The result (owned by the callee) has "ok" and, when not ok, "error". */
+typedef void (*IntroDone)(Sim *s, void *userdata, struct json_object *result);
+
+int intro_opts_parse(SimIntroOpts *o, const char *arg, char *why, size_t whylen);     /* NAME,KEYFILE,VMNAME */
+void intro_opts_done(SimIntroOpts *o);
+int intro_new(Sim *s, char *why, size_t whylen);        /* reads the key; s->intro */
+void intro_free(Sim *s);
+/* Authenticate, open the sessions, subscribe, watch revocations; then
+ * sim_intro_notify() (also on failure). */
+void intro_start(Sim *s);
+bool intro_started(const Sim *s);
+bool intro_settled(const Sim *s);
+/* Ops run one at a time, in order. */
+int intro_op(Sim *s, const IntroOpSpec *spec, IntroDone done, void *userdata, char *why, size_t whylen);
+void intro_forget_userdata(Sim *s, void *userdata);     /* a control client went away */
+/* One-shot: drain, then per session map/deny/unmap (and a revoked mapping
+ * with --watch-revocations); done() when all are through. */
+void intro_oneshot(Sim *s, void (*done)(Sim *s));
+struct json_object *intro_json(const Sim *s);
+bool intro_verdict(Sim *s);
+
 /* ---- program ---------------------------------------------------------------- */
 
 typedef struct SimOpts {
@@ -303,6 +370,7 @@ typedef struct SimOpts {
         unsigned version_layout;        /* 16 (with kvmi_features) or 8 (max_msg_size) */
         bool no_map_token, no_hypercall;
         bool verbose;
+        SimIntroOpts intro;
 } SimOpts;
 
 struct Sim {
@@ -310,6 +378,7 @@ struct Sim {
         SimOpts o;
         SimVm *vms, **vms_tail;
         SimCtl *ctl;
+        SimIntro *intro;
         pid_t floor_pid;
         int phase;                      /* kvmi-sim.c's one-shot phases */
         bool ready_printed;
@@ -320,6 +389,8 @@ struct Sim {
 
 /* Called by the vm/job/mis code whenever a VM makes progress. */
 void sim_vm_notify(SimVm *vm, VmNote note);
+/* Called by sim-introspector.c once its setup is through (ready or failed). */
+void sim_intro_notify(Sim *s);
 void sim_fail(Sim *s, const char *fmt, ...) _printf_(2, 3);
 SimVm *sim_vm_find(Sim *s, const char *name);
 SimVm *sim_vm_add(Sim *s, const SimVmSpec *spec);
