@@ -564,8 +564,19 @@ static int on_tail_reply(VarlinkClient *c, const VarlinkReply *reply, void *user
                 return 0;               /* the live point, or nothing matched */
         if (m->ctx->json == JSON_PRETTY)
                 return print_json(m->ctx, rec) < 0 ? -EPIPE : 0;
-        /* Records are printed as the log holds them: one JSON line each. */
-        puts(json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (m->ctx->json == JSON_SHORT) {
+                /* As the log holds them: one JSON line each. */
+                puts(json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                return fflush(stdout) == 0 ? 0 : -EPIPE;
+        }
+        /* One line for a person: seq, time, kind, decision, who, what, why. */
+        struct json_object *subj = json_object_object_get(rec, "subject"), *obj = json_object_object_get(rec, "object");
+        const char *who = get_str(subj, "introspector"), *what = get_str(obj, "target");
+        const char *decision = get_str(rec, "decision");
+        printf("%6" PRId64 " %.23s %-20s %-5s %s%s%s%s%s%s%s\n", get_int(rec, "seq"), get_str(rec, "time") ?: "",
+               get_str(rec, "kind") ?: "?", decision && !streq(decision, "none") ? decision : "", who ?: "",
+               who && what ? " -> " : "", what ?: "", get_str(rec, "rule") ? " by " : "", get_str(rec, "rule") ?: "",
+               get_str(rec, "reason") ? ": " : "", get_str(rec, "reason") ?: "");
         return fflush(stdout) == 0 ? 0 : -EPIPE;
 }
 

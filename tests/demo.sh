@@ -33,8 +33,16 @@ POLICY
 cat > "$run/kvmid.conf" <<CONF
 [policy]
 file = $run/policy
+# The forensics tool runs for the introspector VM introvm; here it reaches
+# kvmid over the Unix socket as this user (in production: vsock from introvm).
 [introspector forensics]
 key-file = $run/forensics.key
+domain = introvm
+uid = $(id -u)
+[domain introvm]
+uuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5eff
+role = introspector
+cookie = none
 [domain web1]
 uuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01
 cookie-file = $run/web1.cookie
@@ -58,10 +66,14 @@ step "$b/kvmictl" status
 step "$b/kvmictl" introspect
 
 # The simulated targets connect like QEMU would, then their in-guest agents
-# issue guest-request hypercalls (rdx carries the agent's payload).
+# issue guest-request hypercalls (rdx carries the agent's payload).  The
+# same kvmi-sim plays the introspector VM: the forensics tool with two
+# subscribers on web1, and its VMM asking kvmid before mapping pages.
 "$b/tests/sim/kvmi-sim" --socket "$run/run/kvmi" --vcpus 2 --control "$run/sim.ctl" \
     --vm "web1,6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01,$run/web1.cookie" \
-    --vm "db1,6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02,$run/db1.cookie" >"$run/sim.out" 2>"$run/sim.err" &
+    --vm "db1,6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02,$run/db1.cookie" \
+    --introspector "forensics,$run/forensics.key,introvm" --attach web1 --subscribers 2 \
+    >"$run/sim.out" 2>"$run/sim.err" &
 sim=$!
 i=0
 until grep -q ready "$run/sim.out" 2>/dev/null; do
@@ -71,15 +83,33 @@ done
 python3 - "$run/sim.ctl" <<'PY'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+def cmd(**kw):
+    f.write(json.dumps(kw) + "\n"); f.flush()
+    return json.loads(f.readline())
 for vm, n, rdx in (("web1", 250, 0x1001), ("db1", 100, 0x2002)):
-    f.write(json.dumps({"cmd": "send", "vm": vm, "count": n, "regs": {"rdx": rdx}}) + "\n"); f.flush()
-    r = json.loads(f.readline())
+    r = cmd(cmd="send", vm=vm, count=n, regs={"rdx": rdx})
     print("kvmi-sim: %s sent %d guest requests, %d acked, ack p50 %.1f us" %
           (vm, r["sent"], r["acked"], r["latency_ns"]["p50"] / 1e3))
+cmd(cmd="intro-wait")
+st = cmd(cmd="intro-status")
+for sub in st["subscribers"]:
+    print("forensics subscriber %d: %d events delivered, %d missed, in order: %s" %
+          (sub["index"], sub["delivered"], sub["missed"], sub["ordered"]))
+m = cmd(cmd="intro-map", target="web1", count=1)
+for x in m["maps"]:
+    print("introvm maps web1 gpa 0x%x at 0x%x with token %s: %s" %
+          (x["target_gpa"], x["local_gpa"], x["token_id"], x["decision"]))
+m = cmd(cmd="intro-deny", target="web1")
+for x in m.get("maps", [])[-1:]:
+    print("introvm replays the used token %s: %s (%s)" % (x["token_id"], x["decision"], x.get("reason")))
 PY
 
 step "$b/kvmictl" domains
 step "$b/kvmictl" domain web1
+step "$b/kvmictl" sessions
+step "$b/kvmictl" tokens
+step "$b/kvmictl" mappings
+step "$b/kvmictl" audit tail -n 6 --kind token-mint --kind map-allow --kind map-deny --kind session-open
 step "$b/kvmictl" policy show
 step "$b/kvmictl" policy explain --introspector forensics --target web1 --perm map
 step "$b/kvmictl" policy explain --introspector forensics --target db1 --perm events

@@ -114,14 +114,14 @@ try:
     t.ok(all(r["seq"] == i + 1 for i, r in enumerate(recs)), "seq from 1 without gaps")
 
     # tail: backlog with filters, and follow
-    rc, out, err = d.kvmictl("audit", "tail", "-n", "5", "--kind", "auth-ok", "--kind", "auth-fail")
+    rc, out, err = d.kvmictl("--json=short", "audit", "tail", "-n", "5", "--kind", "auth-ok", "--kind", "auth-fail")
     lines = [json.loads(x) for x in out.splitlines()]
     t.ok(rc == 0 and [x["kind"] for x in lines] == ["auth-ok", "auth-fail"], "audit tail --kind filters", out + err)
-    rc, out, err = d.kvmictl("audit", "tail", "--introspector", "tool0")
+    rc, out, err = d.kvmictl("--json=short", "audit", "tail", "--introspector", "tool0")
     t.ok(rc == 0 and [json.loads(x)["kind"] for x in out.splitlines()] == ["auth-ok"], "audit tail --introspector")
     rc, out, err = d.kvmictl("audit", "tail", "--kind", "frobnicate")
     t.ok(rc == 1 and "kinds" in err, "audit tail with an unknown kind: InvalidParameter naming it", err)
-    follower = subprocess.Popen([KVMICTL, "--socket", d.socket("admin"), "audit", "tail", "-f", "-n", "0",
+    follower = subprocess.Popen([KVMICTL, "--socket", d.socket("admin"), "--json=short", "audit", "tail", "-f", "-n", "0",
                                  "--kind", "policy-reload-fail"], stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
     pol = os.path.join(work, "policy")

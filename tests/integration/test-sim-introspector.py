@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, Sim, kvmi_socket, run_sim, skip_all, KVMI_SIM
+from kvmidtest import Daemon, Tap, Sim, kvmi_socket, run_sim, skip_all, KVMI_SIM, wait_for
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -48,20 +48,13 @@ def jctl(*args):
 
 
 def audit_tail(*kinds, n=200):
-    args = ["audit", "tail", "-n", str(n)]
+    args = ["--json=short", "audit", "tail", "-n", str(n)]
     for k in kinds:
         args += ["--kind", k]
     rc, out, err = d.kvmictl(*args)
     return rc, [json.loads(x) for x in out.splitlines() if x.startswith("{")], out
 
 
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def ready_targets():
