@@ -9,6 +9,18 @@
 
 #include "kvmid.h"
 
+static int reply_list(Call *call, const char *key, struct json_object *list) {
+        struct json_object *reply = json_object_new_object();
+
+        if (!reply || !list) {
+                json_object_put(reply);
+                json_object_put(list);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, key, list);
+        return call_reply(call, reply);
+}
+
 static struct json_object *listener_status(Server *s, Role role) {
         const ListenerStats *st = &s->stats[__builtin_ctz((unsigned) role)];
         struct json_object *o = json_object_new_object();
@@ -160,21 +172,17 @@ static struct json_object *domain_to_json(const Domain *d) {
 
 static int admin_list_domains(Call *call, struct json_object *parameters, void *userdata) {
         Server *s = userdata;
-        _cleanup_json_ struct json_object *reply = json_object_new_object();
         struct json_object *list = json_object_new_array();
 
-        if (!reply || !list) {
-                json_object_put(list);
-                return -ENOMEM;
-        }
-        json_object_object_add(reply, "domains", list);
-        for (const Domain *d = s->domains; d; d = d->next) {
+        for (const Domain *d = s->domains; list && d; d = d->next) {
                 struct json_object *o = domain_to_json(d);
-                if (!o)
+                if (!o) {
+                        json_object_put(list);
                         return -ENOMEM;
+                }
                 json_object_array_add(list, o);
         }
-        return call_reply(call, TAKE_PTR(reply));
+        return reply_list(call, "domains", list);
 }
 
 static int admin_get_domain(Call *call, struct json_object *parameters, void *userdata) {
@@ -603,18 +611,6 @@ static int admin_tail_audit(Call *call, struct json_object *parameters, void *us
 }
 
 /* ---- sessions, tokens, mappings --------------------------------------------- */
-
-static int reply_list(Call *call, const char *key, struct json_object *list) {
-        struct json_object *reply = json_object_new_object();
-
-        if (!reply || !list) {
-                json_object_put(reply);
-                json_object_put(list);
-                return -ENOMEM;
-        }
-        json_object_object_add(reply, key, list);
-        return call_reply(call, reply);
-}
 
 static int not_found(Call *call, const char *error, const char *key, const char *value) {
         struct json_object *p = json_object_new_object();
