@@ -167,6 +167,13 @@ static int verb_status(Ctx *ctx, int argc, char **argv) {
         printf("       KVMI: %s (%" PRId64 " channels)\n", get_str(st, "kvmi_socket"), get_int(st, "kvmi_channels"));
         printf("   Sessions: %" PRId64 " (%" PRId64 " subscribers)\n", get_int(st, "sessions"), get_int(st, "subscribers"));
         printf("     Policy: %" PRId64 " rules, digest %.16s\n", get_int(st, "policy_rules"), get_str(st, "policy_digest"));
+        struct json_object *lvs = json_object_object_get(st, "libvirt");
+        if (lvs)
+                printf("    Libvirt: %s, %s, %" PRId64 " domains\n", get_str(lvs, "uri"),
+                       json_object_get_boolean(json_object_object_get(lvs, "connected")) ? "connected" : "disconnected",
+                       get_int(lvs, "domains"));
+        else
+                printf("    Libvirt: off\n");
         struct json_object *au = json_object_object_get(st, "audit");
         printf("      Audit: %s, %s, %" PRId64 " records%s%s\n\n", get_str(au, "file"),
                json_object_get_boolean(json_object_object_get(au, "degraded")) ? "DEGRADED (allows are denied)" : "ok",
@@ -315,8 +322,8 @@ static int verb_domains(Ctx *ctx, int argc, char **argv) {
                 return r;
         if (ctx->json != JSON_OFF)
                 return print_json(ctx, reply) < 0 ? EXIT_FAIL : EXIT_OK;
-        t = table_new("NAME", "ROLE", "KVMI", "VERSION", "VCPUS", "EVENTS", "REQUESTS", "ACK-P50", "ACK-P99", "UUID",
-                      NULL);
+        t = table_new("NAME", "ROLE", "STATE", "CID", "KVMI", "VERSION", "VCPUS", "EVENTS", "REQUESTS", "ACK-P50",
+                      "ACK-P99", "UUID", NULL);
         if (!t)
                 return errorf(EXIT_FAIL, "out of memory");
         list = json_object_object_get(reply, "domains");
@@ -324,18 +331,23 @@ static int verb_domains(Ctx *ctx, int argc, char **argv) {
                 struct json_object *d = json_object_array_get_idx(list, i);
                 struct json_object *lat = json_object_object_get(d, "ack_latency");
                 bool any = get_int(lat, "count") > 0;
-                char ver[16], vcpus[16], ev[24], req[24], p50[24], p99[24];
+                char ver[16], vcpus[16], ev[24], req[24], p50[24], p99[24], cid[16];
 
                 if (get_int(d, "kvmi_version"))
                         format_count(ver, sizeof ver, get_int(d, "kvmi_version"));
                 else
                         snprintf(ver, sizeof ver, "-");
+                if (get_int(d, "vsock_cid"))
+                        snprintf(cid, sizeof cid, "%" PRId64, get_int(d, "vsock_cid"));
+                else
+                        snprintf(cid, sizeof cid, "-");
                 format_count(vcpus, sizeof vcpus, get_int(d, "vcpus"));
                 format_count(ev, sizeof ev, get_int(d, "events_received"));
                 format_count(req, sizeof req, get_int(d, "guest_requests"));
                 format_ns(p50, sizeof p50, get_int(lat, "p50_ns"), any);
                 format_ns(p99, sizeof p99, get_int(lat, "p99_ns"), any);
-                if (table_add_row(t, get_str(d, "name"), get_str(d, "role"), get_str(d, "kvmi"), ver,
+                if (table_add_row(t, get_str(d, "name"), get_str(d, "role"), get_str(d, "state"), cid,
+                                  get_str(d, "kvmi"), ver,
                                   vcpus, ev, req, p50, p99, get_str(d, "uuid")) < 0)
                         return errorf(EXIT_FAIL, "out of memory");
         }

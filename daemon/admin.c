@@ -93,6 +93,7 @@ static int admin_get_status(Call *call, struct json_object *parameters, void *us
         json_object_object_add(reply, "policy_digest", json_object_new_string(policy_digest(s->policy)));
         json_object_object_add(reply, "policy_rules", json_object_new_int64((int64_t) policy_n_rules(s->policy)));
         json_object_object_add(reply, "audit", audit_status(s->audit));
+        json_object_object_add(reply, "libvirt", libvirt_status_json(s));
         for (unsigned i = 0; i < N_ROLES; i++) {
                 struct json_object *o = listener_status(s, (Role) (1U << i));
                 if (!o)
@@ -147,6 +148,10 @@ static struct json_object *domain_to_json(const Domain *d) {
         json_object_object_add(o, "uuid", json_object_new_string(d->uuid_str));
         json_object_object_add(o, "role", json_object_new_string(domain_role_to_string(d->role)));
         json_object_object_add(o, "kvmi", json_object_new_string(kvmi_state_names[d->kvmi_state]));
+        json_object_object_add(o, "state", json_object_new_string(domain_state_to_string(d->state)));
+        json_object_object_add(o, "source", json_object_new_string(domain_source_to_string(d)));
+        json_object_object_add(o, "vsock_cid", domain_vsock_cid(d) ? json_object_new_int64(domain_vsock_cid(d)) : NULL);
+        json_object_object_add(o, "libvirt_id", d->libvirt_id >= 0 ? json_object_new_int64(d->libvirt_id) : NULL);
         json_object_object_add(o, "cookie", d->cookie_none   ? json_object_new_string("none")
                                             : d->cookie_file ? json_object_new_string(d->cookie_file)
                                                              : NULL);

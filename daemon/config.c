@@ -106,6 +106,7 @@ Config *config_free(Config *c) {
                 c->identities = i->next;
                 identity_config_free(i);
         }
+        free(c->libvirt_uri);
         free(c->audit.file);
         free(c->policy.file);
         free(c->policy.directory);
@@ -574,6 +575,20 @@ static int parse_listener_key(ListenerConfig *l, const char *key, const char *v,
         return -ENOENT;
 }
 
+/* [libvirt] uri = URI | none (the default: no libvirt connection). */
+static int parse_libvirt_key(Config *c, const char *key, const char *v, const char **ret_why) {
+        if (streq(key, "uri")) {
+                char *u = NULL;
+                if (!streq(v, "") && !streq(v, "none") && !(u = strdup(v)))
+                        return -ENOMEM;
+                free(c->libvirt_uri);
+                c->libvirt_uri = u;
+                return 0;
+        }
+        *ret_why = "unknown key";
+        return -ENOENT;
+}
+
 /* libinih callback: returns 0 to flag an error on this line. */
 static int config_ini_line(void *user, const char *section, const char *key, const char *value) {
         ParseState *st = user;
@@ -592,6 +607,8 @@ static int config_ini_line(void *user, const char *section, const char *key, con
                 r = parse_policy_key(&st->config->policy, key, value, &why);
         else if (streq(section, "kvmi"))
                 r = parse_kvmi_key(&st->config->kvmi, key, value, &why);
+        else if (streq(section, "libvirt"))
+                r = parse_libvirt_key(st->config, key, value, &why);
         else if (strneq(section, "introspector ", 13)) {
                 IdentityConfig *id;
                 r = identity_section(st->config, section + 13, &id, &why);

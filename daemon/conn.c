@@ -311,7 +311,10 @@ static void conn_fail_protocol(Conn *c, const char *reason) {
 
 /* Read interest only while idle: a call in flight or a backed-up output
  * queue pauses input, so the socket buffer pushes back on the peer.
- * EV_CLOSED still reports a hangup. Write interest only while output is queued. */
+ * EV_CLOSED still reports a hangup.  Fresh output is flushed from the loop
+ * once the running callback returns (ev_write made active by hand: one
+ * flush carries everything queued meanwhile, and no epoll_ctl is needed);
+ * write interest is armed in epoll only while the socket is full. */
 static void conn_update_events(Conn *c) {
         bool want_read = !c->closing && !c->current && !c->read_eof &&
                          varlink_outq_bytes(c->outq) < c->limits.max_output_bytes / 2 &&
@@ -332,11 +335,9 @@ static void conn_update_events(Conn *c) {
                 }
                 c->read_what = what;
         }
-        if (want_write && !c->write_armed) {
-                event_add(c->ev_write, NULL);
-                c->write_armed = true;
-                c->write_since_usec = now_usec(CLOCK_MONOTONIC);
-        } else if (!want_write && c->write_armed) {
+        if (want_write && !c->write_armed)
+                event_active(c->ev_write, EV_WRITE, 0);
+        else if (!want_write && c->write_armed) {
                 event_del(c->ev_write);
                 c->write_armed = false;
         }
@@ -354,8 +355,14 @@ static void conn_flush(Conn *c) {
                 if (w < 0) {
                         if (errno == EINTR)
                                 continue;
-                        if (errno == EAGAIN)
+                        if (errno == EAGAIN) {
+                                if (!c->write_armed) {
+                                        event_add(c->ev_write, NULL);
+                                        c->write_armed = true;
+                                        c->write_since_usec = now_usec(CLOCK_MONOTONIC);
+                                }
                                 break;
+                        }
                         log_debug_errno(errno, "connection %" PRIu64 ": write failed: %m", c->id);
                         conn_close(c);
                         return;
@@ -370,7 +377,10 @@ static void conn_flush(Conn *c) {
 }
 
 static void conn_on_write(evutil_socket_t fd, short what, void *userdata) {
-        conn_flush(userdata);
+        Conn *c = userdata;
+
+        if (!c->dead)
+                conn_flush(c);
 }
 
 /* Dispatch complete messages while nothing is in flight. */
@@ -538,7 +548,7 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *userdata) {
                 }
                 next = MIN(next, deadline);
         }
-        if (!c->current && !c->write_armed && cfg->idle_timeout_sec > 0) {
+        if (!c->current && !c->write_armed && varlink_outq_bytes(c->outq) == 0 && cfg->idle_timeout_sec > 0) {
                 uint64_t deadline = c->activity_usec + cfg->idle_timeout_sec * 1000000ULL;
                 if (now >= deadline) {
                         log_debug("connection %" PRIu64 ": idle for %us, closing", c->id, cfg->idle_timeout_sec);

@@ -70,7 +70,9 @@ static int domain_configure(Domain *d, const DomainConfig *dc, unsigned recent_e
         d->cookie_none = dc->cookie_none;
         d->role = dc->role;
         d->configured = true;
-        if (!d->channel) {
+        d->config_cid = dc->vsock_cid;
+        /* libvirt's UUID is the one QEMU presents: it wins over the file's. */
+        if (!d->channel && !d->from_libvirt) {
                 memcpy(d->uuid, dc->uuid, 16);
                 uuid_to_string(d->uuid, d->uuid_str);
         }
@@ -86,6 +88,7 @@ static int domain_new(Server *s, const DomainConfig *dc, unsigned recent_events,
         d->server = s;
         d->name = strdup(dc->name);
         d->next_request_seq = 1;
+        d->libvirt_id = -1;
         if (!d->name) {
                 domain_free(d);
                 return -ENOMEM;
@@ -133,7 +136,7 @@ int domain_registry_apply(Server *s, const Config *c) {
         /* Gone from the configuration: drop now unless a channel holds it. */
         for (tail = &s->domains; *tail;) {
                 Domain *d = *tail;
-                if (!d->configured && !d->channel) {
+                if (!d->configured && !d->channel && !d->from_libvirt) {
                         *tail = d->next;
                         log_info("domain \"%s\" removed", d->name);
                         domain_free(d);
@@ -198,7 +201,7 @@ void domain_channel_closed(Domain *d) {
 
         d->channel = NULL;
         d->kvmi_state = DOMAIN_KVMI_DISCONNECTED;
-        if (d->configured)
+        if (d->configured || d->from_libvirt)
                 return;
         for (Domain **p = &s->domains; *p; p = &(*p)->next)
                 if (*p == d) {
@@ -232,4 +235,159 @@ size_t domain_recent_start(const Domain *d) {
         if (d->recent_size == 0)
                 return 0;
         return (d->recent_next + d->recent_size - d->recent_count) % d->recent_size;
+}
+
+/* ---- libvirt-sourced domains (libvirt.c) ---------------------------------- */
+
+static const char *const state_names[_DOMAIN_STATE_MAX] = {
+        [DOMAIN_STATE_UNKNOWN] = "unknown",   [DOMAIN_STATE_NOSTATE] = "nostate",
+        [DOMAIN_STATE_RUNNING] = "running",   [DOMAIN_STATE_BLOCKED] = "blocked",
+        [DOMAIN_STATE_PAUSED] = "paused",     [DOMAIN_STATE_SHUTDOWN] = "shutdown",
+        [DOMAIN_STATE_SHUTOFF] = "shutoff",   [DOMAIN_STATE_CRASHED] = "crashed",
+        [DOMAIN_STATE_PMSUSPENDED] = "pmsuspended",
+};
+
+const char *domain_state_to_string(DomainRunState st) {
+        return st < _DOMAIN_STATE_MAX ? state_names[st] : "unknown";
+}
+
+const char *domain_source_to_string(const Domain *d) {
+        return d->configured && d->from_libvirt ? "both" : d->from_libvirt ? "libvirt" : "config";
+}
+
+uint32_t domain_vsock_cid(const Domain *d) {
+        return d->libvirt_cid ? d->libvirt_cid : d->config_cid;
+}
+
+static void domain_unlink_free(Domain *d) {
+        Server *s = d->server;
+
+        for (Domain **p = &s->domains; *p; p = &(*p)->next)
+                if (*p == d) {
+                        *p = d->next;
+                        log_info("domain \"%s\" removed", d->name);
+                        domain_free(d);
+                        return;
+                }
+}
+
+int domain_upsert_libvirt(Server *s, const DomainLibvirtInfo *info, Domain **ret) {
+        Domain *d = domain_find_uuid(s, info->uuid);
+        int r;
+
+        if (!d)
+                d = find_name(s, info->name);
+        if (!d) {
+                d = calloc(1, sizeof *d);
+                if (!d)
+                        return -ENOMEM;
+                d->server = s;
+                d->next_request_seq = 1;
+                d->libvirt_id = -1;
+                d->name = strdup(info->name);
+                if (!d->name) {
+                        free(d);
+                        return -ENOMEM;
+                }
+                unsigned n = s->config->kvmi.recent_events;
+                if (n && !(d->recent = calloc(n, sizeof *d->recent))) {
+                        domain_free(d);
+                        return -ENOMEM;
+                }
+                d->recent_size = n;
+                Domain **tail;
+                for (tail = &s->domains; *tail; tail = &(*tail)->next)
+                        ;
+                *tail = d;
+                log_info("domain \"%s\" added from libvirt", info->name);
+        } else if (!streq(d->name, info->name)) {
+                /* renamed in libvirt (same UUID) */
+                char *n = strdup(info->name);
+                if (!n)
+                        return -ENOMEM;
+                free(d->name);
+                d->name = n;
+        }
+        if (!d->channel && memcmp(d->uuid, info->uuid, 16) != 0) {
+                if (d->configured && !d->from_libvirt)
+                        log_warning("domain \"%s\": libvirt's UUID replaces the configured one", d->name);
+                memcpy(d->uuid, info->uuid, 16);
+                uuid_to_string(d->uuid, d->uuid_str);
+        }
+        d->from_libvirt = true;
+        d->libvirt_seen = true;
+        d->libvirt_id = info->id;
+        d->state = info->state;
+        d->libvirt_cid = info->vsock_cid;
+        /* The configuration wins for role, cookie and labels. */
+        if (!d->configured) {
+                char *cookie = NULL;
+                char **labels = info->n_labels ? calloc(info->n_labels, sizeof *labels) : NULL;
+                if (info->n_labels && !labels)
+                        return -ENOMEM;
+                r = 0;
+                for (size_t i = 0; i < info->n_labels; i++)
+                        if (!(labels[i] = strdup(info->labels[i])))
+                                r = -ENOMEM;
+                if (info->cookie_file && !(cookie = strdup(info->cookie_file)))
+                        r = -ENOMEM;
+                if (r < 0) {
+                        for (size_t i = 0; i < info->n_labels; i++)
+                                free(labels[i]);
+                        free(labels);
+                        free(cookie);
+                        return r;
+                }
+                domain_free_labels(d);
+                d->labels = labels;
+                d->n_labels = info->n_labels;
+                free(d->cookie_file);
+                d->cookie_file = cookie;
+                d->cookie_none = info->has_metadata && info->cookie_none;
+                d->role = info->has_metadata ? info->role : DOMAIN_ROLE_TARGET;
+        }
+        if (ret)
+                *ret = d;
+        return 0;
+}
+
+void domain_up(Domain *d) {
+        _cleanup_json_ struct json_object *data = json_object_new_object();
+
+        if (data) {
+                json_object_object_add(data, "id", json_object_new_int64(d->libvirt_id));
+                json_object_object_add(data, "role", json_object_new_string(domain_role_to_string(d->role)));
+                if (domain_vsock_cid(d))
+                        json_object_object_add(data, "cid", json_object_new_int64(domain_vsock_cid(d)));
+        }
+        log_info("domain \"%s\" is up (id %d)", d->name, d->libvirt_id);
+        server_audit(d->server, &(AuditEvent) { .kind = AUDIT_KIND_DOMAIN_UP, .target = d->name,
+                                                .uuid = d->uuid_str, .data = data });
+}
+
+void domain_gone(Domain *d, const char *reason) {
+        Server *s = d->server;
+
+        log_info("domain \"%s\" is down: %s", d->name, reason);
+        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DOMAIN_DOWN, .target = d->name, .uuid = d->uuid_str,
+                                        .reason = reason });
+        /* As target: its tokens, sessions (with their mappings) and watchers. */
+        token_target_gone(s->tokens, d);
+        session_end_target(s, d, reason);
+        session_unwatch_target(d, reason);
+        /* As introspector: the identities bound to this VM. */
+        for (const IdentityConfig *id = s->config->identities; id; id = id->next)
+                if (id->domain && streq(id->domain, d->name))
+                        session_end_introspector(s, id->name, reason);
+        d->libvirt_id = -1;
+        if (d->channel)
+                channel_close(d->channel, reason); /* may free d: see domain_channel_closed() */
+}
+
+void domain_libvirt_undefined(Domain *d) {
+        d->from_libvirt = false;
+        d->libvirt_cid = 0;
+        d->state = DOMAIN_STATE_UNKNOWN;
+        if (!d->configured && !d->channel)
+                domain_unlink_free(d);
 }

@@ -171,6 +171,7 @@ struct Config {
         SessionConfig session;
         DomainConfig *domains;
         IdentityConfig *identities;
+        char *libvirt_uri;           /* [libvirt] uri =; NULL: no libvirt connection */
 };
 
 /* Build the defaults for runtime_dir, then apply the file (if path non-NULL).
@@ -344,6 +345,7 @@ struct Server {
         uint64_t policy_loaded_usec; /* CLOCK_REALTIME */
         IntrospectorState *introspectors; /* introspector.c */
         int kvmi_fd_passed;          /* socket-activation fd named "kvmi", or -EBADF */
+        struct Libvirt *libvirt;     /* libvirt.c: kvmid's own libvirt connection */
 };
 
 int server_new(struct event_base *base, Config *config, Server **ret);
@@ -405,6 +407,20 @@ typedef struct GuestRequest {
         KvmRegs regs;
 } GuestRequest;
 
+/* virDomainState, plus UNKNOWN for a domain libvirt doesn't know. */
+typedef enum DomainRunState {
+        DOMAIN_STATE_UNKNOWN,
+        DOMAIN_STATE_NOSTATE,
+        DOMAIN_STATE_RUNNING,
+        DOMAIN_STATE_BLOCKED,
+        DOMAIN_STATE_PAUSED,
+        DOMAIN_STATE_SHUTDOWN,
+        DOMAIN_STATE_SHUTOFF,
+        DOMAIN_STATE_CRASHED,
+        DOMAIN_STATE_PMSUSPENDED,
+        _DOMAIN_STATE_MAX,
+} DomainRunState;
+
 struct Domain {
         Server *server;
         char *name;
@@ -416,6 +432,13 @@ struct Domain {
         char *cookie_file;          /* NULL: see cookie_none */
         bool cookie_none;
         bool configured;            /* has a [domain] entry in the configuration in force */
+        /* libvirt.c: what kvmid's libvirt connection says (config wins for
+         * role, cookie and labels; libvirt supplies id, state and CID). */
+        bool from_libvirt;          /* defined in libvirt (as last seen) */
+        bool libvirt_seen;          /* resync mark */
+        int libvirt_id;             /* -1: not running */
+        DomainRunState state;
+        uint32_t config_cid, libvirt_cid;
 
         Channel *channel;           /* the one KVMI channel, when connected */
         DomainKvmiState kvmi_state;
@@ -456,6 +479,34 @@ void domain_set_error(Domain *d, const char *fmt, ...) _printf_(2, 3);
 /* The channel of d went away: d forgets it, and is dropped if no longer
  * configured. */
 void domain_channel_closed(Domain *d);
+/* What libvirt says about one domain (libvirt.c fills it in). */
+typedef struct DomainLibvirtInfo {
+        const char *name;
+        uint8_t uuid[16];
+        int id;                         /* -1: inactive */
+        DomainRunState state;
+        uint32_t vsock_cid;             /* 0: none */
+        bool has_metadata;              /* a kvmid:introspection element */
+        DomainRole role;
+        const char *cookie_file;
+        bool cookie_none;
+        char **labels;
+        size_t n_labels;
+} DomainLibvirtInfo;
+/* Add or update a libvirt-sourced domain (matched by UUID, then name). */
+int domain_upsert_libvirt(Server *s, const DomainLibvirtInfo *info, Domain **ret);
+/* d stopped, crashed or was undefined: every session, token and mapping
+ * of it (as target and as introspector) ends at once, its channel closes,
+ * audited as domain-down with reason.  d stays valid unless it is neither
+ * configured nor from libvirt (then it is freed). */
+void domain_gone(Domain *d, const char *reason);
+/* d went from not running to running: audited as domain-up. */
+void domain_up(Domain *d);
+/* libvirt no longer defines d: dropped unless configured or connected. */
+void domain_libvirt_undefined(Domain *d);
+const char *domain_state_to_string(DomainRunState st);
+const char *domain_source_to_string(const Domain *d);
+uint32_t domain_vsock_cid(const Domain *d);
 /* Hook of the fan-out path: called after the event was acked. */
 void domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec);
 /* The recent guest requests, oldest first: *ret_n entries of d->recent
@@ -612,6 +663,20 @@ struct json_object *hypervisor_mappings_json(Server *s);
  * -KVM_E* from the kernel, or -ECONNRESET when the channel went away. */
 typedef void (*ChannelTokenFn)(void *userdata, int err, const KvmiMapToken *token);
 int channel_get_map_token(Channel *ch, ChannelTokenFn done, void *userdata);
+
+/* ---- libvirt.c: kvmid's own libvirt connection ------------------------------ */
+
+/* Register libvirt's event loop on base (once per process, before any
+ * connection is opened). */
+int libvirt_event_register(struct event_base *base);
+/* Connect to s->config->libvirt_uri (no-op without one); failures are
+ * retried with back-off, never fatal. */
+int libvirt_start(Server *s);
+void libvirt_stop(Server *s);
+/* GetStatus: {uri, connected, domains}, or NULL when off. */
+struct json_object *libvirt_status_json(Server *s);
+/* The lifecycle handler (virDomainEventLifecycle), callable from tests. */
+void libvirt_lifecycle(Server *s, const DomainLibvirtInfo *info, int event, int detail);
 
 /* ---- notify.c: the service manager (sd_notify) ----------------------------- */
 

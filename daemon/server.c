@@ -392,6 +392,7 @@ Server *server_free(Server *s) {
                 s->uids = u->next;
                 free(u);
         }
+        libvirt_stop(s);
         channel_server_stop(s);
         while (s->sessions)
                 session_end(s->sessions, "kvmid is stopping");
@@ -563,6 +564,9 @@ int server_start(Server *s) {
         r = channel_server_start(s);
         if (r < 0)
                 return r;
+        r = libvirt_start(s); /* never fails on an unreachable libvirt: retries */
+        if (r < 0)
+                return r;
         _cleanup_json_ struct json_object *data = json_object_new_object();
         if (data) {
                 json_object_object_add(data, "version", json_object_new_string(PACKAGE_VERSION));
@@ -596,6 +600,7 @@ void server_apply_config(Server *s, Config *c) {
 void server_stop(Server *s) {
         s->stopping = true;
         server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_STOP, .reason = "stopping" });
+        libvirt_stop(s);
         channel_server_stop(s);
         for (size_t k = 0; k < N_ROLES; k++)
                 s->listeners[k] = listener_free(s->listeners[k]);

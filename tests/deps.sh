@@ -3,7 +3,7 @@
 # Sourced-or-run by tests/demo.sh and tests/run-all.sh; needs root for apt.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config
-      libevent-dev libjson-c-dev libsystemd-dev libvirt-dev libssl-dev libinih-dev check
+      libevent-dev libjson-c-dev libsystemd-dev libvirt-dev libxml2-dev libssl-dev libinih-dev check
       python3 mandoc valgrind varlink-go systemd strace"
 missing=""
 for p in $pkgs; do
