@@ -870,6 +870,9 @@ static int channel_new(ChannelServer *cs, int fd, const char *peer) {
                 channel_free(ch);
                 return -ENOMEM;
         }
+        /* Ignored by a loop without priorities (unit tests). */
+        (void) event_priority_set(ch->ev_read, EVENT_PRIORITY_KVMI);
+        (void) event_priority_set(ch->ev_write, EVENT_PRIORITY_KVMI);
         ch->handshake_deadline_usec = now_usec(CLOCK_MONOTONIC) + s->config->kvmi.handshake_timeout_sec * 1000000ULL;
         event_add(ch->ev_read, NULL);
         channel_arm_timer(ch);

@@ -515,6 +515,11 @@ size_t domain_recent_start(const Domain *d);
 
 /* ---- channel.c: the KVMI listener and channels ---------------------------- */
 
+/* Event priorities of the loop: KVMI channel I/O, then the rest (the
+ * libevent default for events not given one). */
+#define EVENT_PRIORITIES 2
+#define EVENT_PRIORITY_KVMI 0
+
 /* Bind (or adopt s->kvmi_fd_passed) the KVMI listener(s) and start accepting. */
 int channel_server_start(Server *s);
 void channel_server_stop(Server *s);

@@ -172,8 +172,17 @@ static int daemon_setup(Daemon *d, Config *config) {
         const char *v;
         int r;
 
-        d->base = event_base_new();
-        if (!d->base)
+        /* Two priorities: KVMI channels first (a vCPU waits on every event),
+         * everything else after; and while the lower priority runs, look
+         * for new KVMI input every few callbacks, so flushing many
+         * subscribers never delays an ack for long. */
+        struct event_config *cfg = event_config_new();
+        if (!cfg)
+                return log_error_errno(ENOMEM, "cannot create the event loop");
+        (void) event_config_set_max_dispatch_interval(cfg, NULL, 8, 1);
+        d->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+        if (!d->base || event_base_priority_init(d->base, EVENT_PRIORITIES) < 0)
                 return log_error_errno(ENOMEM, "cannot create the event loop");
         r = server_new(d->base, config, &d->server);
         if (r < 0) {
