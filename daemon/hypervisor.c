@@ -26,6 +26,7 @@ typedef struct Mapping {
         Session *session;               /* NULL once revoked */
         bool pending;                   /* allowed, record not yet durable */
         bool unmapping;                 /* MemUnmap allowed, record not yet durable */
+        bool revoked;                   /* unlinked while a record was pending: its callback frees it */
         struct Mapping *next;
 } Mapping;
 
@@ -84,13 +85,6 @@ static void mapping_unlink(struct Hypervisor *h, Mapping *m) {
                         *p = m->next;
                         return;
                 }
-}
-
-static bool mapping_alive(struct Hypervisor *h, const Mapping *m) {
-        for (const Mapping *x = h->mappings; x; x = x->next)
-                if (x == m)
-                        return true;
-        return false;
 }
 
 static void map_audit(Server *s, AuditKind kind, const char *identity, const char *vm, const char *target,
@@ -168,13 +162,12 @@ static void map_durable(void *userdata, int r) {
         Server *s = p->server;
         struct Hypervisor *h = s->hypervisor;
         Mapping *m = p->mapping;
-        bool alive = mapping_alive(h, m);
+        bool alive = !m->revoked;
 
         if (r < 0 || !alive) {
-                if (alive) {
+                if (alive)
                         mapping_unlink(h, m);
-                        mapping_free(m);
-                }
+                mapping_free(m);
                 if (p->token && p->token->state == TOKEN_MAPPING)
                         token_set_state(s->tokens, p->token, TOKEN_LIVE);
                 if (call_is_alive(p->call)) {
@@ -305,11 +298,13 @@ static void unmap_durable(void *userdata, int r) {
         UnmapPending *p = userdata;
         struct Hypervisor *h = p->server->hypervisor;
         Mapping *m = p->mapping;
-        bool alive = mapping_alive(h, m);
+        bool alive = !m->revoked;
 
         if (r < 0) {
                 if (alive)
                         m->unmapping = false;
+                else
+                        mapping_free(m);
                 if (call_is_alive(p->call)) {
                         struct json_object *e = json_object_new_object();
                         if (e)
@@ -329,8 +324,8 @@ static void unmap_durable(void *userdata, int r) {
                         if (m->session)
                                 m->session->n_mappings--;
                         mapping_unlink(h, m);
-                        mapping_free(m);
                 }
+                mapping_free(m);
         }
         call_unref(p->call);
         free(p);
@@ -420,7 +415,12 @@ void hypervisor_revoke_session(Server *s, Session *ss, const char *reason) {
                 map_audit(s, AUDIT_KIND_TOKEN_REVOKE, m->identity, m->introspector, m->target, m->uuid, m->token_id,
                           m->target_gpa, m->local_gpa, NULL, reason, NULL, NULL, NULL);
                 mapping_unlink(h, m);
-                mapping_free(m);
+                m->session = NULL;
+                /* A decision on it is waiting for the disk: its callback frees it. */
+                if (m->pending || m->unmapping)
+                        m->revoked = true;
+                else
+                        mapping_free(m);
         }
 }
 

@@ -576,6 +576,8 @@ struct Session {
         size_t n_subscriptions;
         unsigned n_tokens;              /* live */
         unsigned n_mappings;
+        bool open_pending;              /* its session-open record is not durable yet */
+        bool ended;                     /* unlinked; freed once open_pending clears */
         /* token mint rate: a window per the deciding rule's period */
         uint64_t rate_window_start_usec;
         unsigned rate_count;

@@ -396,16 +396,20 @@ Server *server_free(Server *s) {
         channel_server_stop(s);
         while (s->sessions)
                 session_end(s->sessions, "kvmid is stopping");
+        /* The last records, and the callbacks of decisions still waiting
+         * for the disk, while what they refer to still exists. */
+        if (s->audit) {
+                int r = audit_close(s->audit);
+                if (r < 0)
+                        log_error_errno(r, "audit log: last records could not be written: %m");
+                s->audit = NULL;
+        }
         hypervisor_free(s);
         s->tokens = token_table_free(s->tokens);
         domain_registry_free(s);
         introspector_state_free(s->introspectors);
         policy_unref(s->policy);
-        if (s->audit) {
-                int r = audit_close(s->audit);
-                if (r < 0)
-                        log_error_errno(r, "audit log: last records could not be written: %m");
-        }
+
         safe_close(s->kvmi_fd_passed);
         event_free(s->ev_reap);
         dispatch_free(s->dispatch);

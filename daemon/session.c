@@ -170,6 +170,9 @@ void session_end(Session *ss, const char *reason) {
         Server *s = ss->server;
         uint64_t now = now_usec(CLOCK_REALTIME);
 
+        if (ss->ended)
+                return;
+        ss->ended = true;
         while (ss->subscriptions)
                 subscription_end(ss->subscriptions, reason);
         token_revoke_session(s->tokens, ss, reason);
@@ -194,7 +197,9 @@ void session_end(Session *ss, const char *reason) {
                 s->sessions = ss->next;
         if (ss->next)
                 ss->next->prev = ss->prev;
-        session_free(ss);
+        /* Its session-open record is still on its way: that callback frees it. */
+        if (!ss->open_pending)
+                session_free(ss);
 }
 
 void session_end_target(Server *s, Domain *d, const char *reason) {
@@ -295,7 +300,20 @@ static void open_durable(void *userdata, int r) {
         OpenPending *p = userdata;
         Session *ss = p->session;
 
-        if (r < 0) {
+        ss->open_pending = false;
+        if (ss->ended) {
+                /* Ended (target gone, revoked) before its record was durable. */
+                struct json_object *e = json_object_new_object();
+                if (e) {
+                        json_object_object_add(e, "session", json_object_new_string(ss->id));
+                        json_object_object_add(e, "reason", json_object_new_string("ended while opening"));
+                }
+                if (call_is_alive(p->call))
+                        (void) call_reply_error(p->call, "io.kvmid.Introspector.SessionEnded", e);
+                else
+                        json_object_put(e);
+                session_free(ss);
+        } else if (r < 0) {
                 struct json_object *e = json_object_new_object();
                 log_error_errno(r, "session %s: audit record not written (%m): denied", ss->id);
                 if (e)
@@ -408,6 +426,7 @@ int session_method_open(Call *call, struct json_object *parameters, void *userda
         }
         p->call = call_ref(call);
         p->session = ss;
+        ss->open_pending = true;
         r = audit_append(s->audit, &(AuditEvent) {
                 .kind = AUDIT_KIND_SESSION_OPEN,
                 .decision = AUDIT_DECISION_ALLOW,
