@@ -12,7 +12,15 @@
 #include "policy.h"
 #include "varlink-client.h"
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+
 #define DEFAULT_SOCKET RUNSTATEDIR "/kvmid/io.kvmid.Admin"
+#define HYPERVISOR_SOCKET RUNSTATEDIR "/kvmid/io.kvmid.Hypervisor"
+#define KVMID_XMLNS "http://kvmid.io/xmlns/introspection/1"
+#define HOOK_XML_MAX (16U << 20)
 
 #define MAX_LABELS 64
 
@@ -851,6 +859,140 @@ static int verb_events(Ctx *ctx, int argc, char **argv) {
         return m.result;
 }
 
+/* ---- hook: libvirt's qemu hook ---------------------------------------------- */
+
+/* The domain XML libvirt gives the hook on stdin (empty if none). */
+static char *read_stdin(void) {
+        size_t n = 0, size = 0;
+        char *buf = NULL;
+
+        if (isatty(STDIN_FILENO))
+                return strdup("");
+        for (;;) {
+                if (size - n < 4096) {
+                        if (size >= HOOK_XML_MAX)
+                                break;
+                        char *b = realloc(buf, size + 65536);
+                        if (!b) {
+                                free(buf);
+                                return NULL;
+                        }
+                        buf = b;
+                        size += 65536;
+                }
+                ssize_t k = read(STDIN_FILENO, buf + n, size - n - 1);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                n += (size_t) k;
+        }
+        if (!buf)
+                return strdup("");
+        buf[n] = '\0';
+        return buf;
+}
+
+/* required="yes" on kvmid's metadata element (see kvmid(8)). */
+static bool xml_requires_kvmid(const char *xml) {
+        xmlDocPtr doc;
+        xmlXPathContextPtr ctx;
+        xmlXPathObjectPtr o = NULL;
+        bool yes = false;
+
+        if (!xml || !*xml)
+                return false;
+        doc = xmlReadMemory(xml, (int) strlen(xml), "domain.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        ctx = doc ? xmlXPathNewContext(doc) : NULL;
+        if (ctx && xmlXPathRegisterNs(ctx, (const xmlChar *) "k", (const xmlChar *) KVMID_XMLNS) == 0)
+                o = xmlXPathEvalExpression((const xmlChar *) "/domain/metadata/k:introspection/@required", ctx);
+        if (o && o->type == XPATH_NODESET && o->nodesetval && o->nodesetval->nodeNr > 0) {
+                xmlChar *c = xmlNodeGetContent(o->nodesetval->nodeTab[0]);
+                yes = c && streq((const char *) c, "yes");
+                xmlFree(c);
+        }
+        xmlXPathFreeObject(o);
+        xmlXPathFreeContext(ctx);
+        xmlFreeDoc(doc);
+        return yes;
+}
+
+/* kvmictl hook qemu NAME OP SUBOP: never fails a domain because kvmid is
+ * down, except at prepare/start of a domain whose metadata says
+ * required="yes".  Only "started", "stopped" and "release" call kvmid. */
+static int verb_hook(Ctx *ctx, int argc, char **argv) {
+        const char *driver = argv[0], *name = argv[1], *op = argv[2], *subop = argv[3];
+        _cleanup_json_ struct json_object *params = NULL, *reply = NULL;
+        _cleanup_free_ char *xml = NULL, *error = NULL;
+        const char *method;
+        bool starting;
+        int r;
+
+        if (!streq(driver, "qemu"))
+                return errorf(EXIT_USAGE, "hook: only the qemu hook is known, not \"%s\"", driver);
+        /* Always drain stdin: libvirt writes the whole XML to it. */
+        xml = read_stdin();
+        if (!xml)
+                return errorf(EXIT_OK, "hook: out of memory reading the domain XML");
+        starting = streq(op, "prepare") || streq(op, "start");
+        if (streq(op, "started"))
+                method = "io.kvmid.Hypervisor.DomainStarted";
+        else if (streq(op, "stopped") || streq(op, "release"))
+                method = "io.kvmid.Hypervisor.DomainStopped";
+        else if (starting)
+                method = NULL;
+        else
+                return EXIT_OK;
+        if (streq(ctx->socket, DEFAULT_SOCKET))
+                ctx->socket = HYPERVISOR_SOCKET;
+        if (starting) {
+                if (!xml_requires_kvmid(xml))
+                        return EXIT_OK;
+                /* Required: kvmid must be there and answer. */
+                r = varlink_client_connect(ctx->socket, &ctx->client);
+                if (r >= 0) {
+                        varlink_client_set_timeout(ctx->client, ctx->timeout_sec * 1000U);
+                        r = varlink_client_call(ctx->client, "org.varlink.service.GetInfo", NULL, &reply, &error);
+                }
+                if (r < 0) {
+                        fprintf(stderr, "kvmictl: domain \"%s\" requires introspection (kvmid metadata required=\"yes\") "
+                                        "but kvmid is not reachable at %s: %s; refusing to %s it\n",
+                                name, ctx->socket, r == -ETIMEDOUT ? "timed out" : strerror(-r), op);
+                        return EXIT_FAIL;
+                }
+                return EXIT_OK;
+        }
+        params = json_object_new_object();
+        if (!params)
+                return errorf(EXIT_OK, "hook: out of memory");
+        json_object_object_add(params, "name", json_object_new_string(name));
+        if (streq(op, "started")) {
+                if (*xml)
+                        json_object_object_add(params, "xml", json_object_new_string(xml));
+        } else {
+                char reason[128];
+                snprintf(reason, sizeof reason, "libvirt hook: %s%s%s", op, subop && !streq(subop, "-") ? " " : "",
+                         subop && !streq(subop, "-") ? subop : "");
+                json_object_object_add(params, "reason", json_object_new_string(reason));
+        }
+        r = varlink_client_connect(ctx->socket, &ctx->client);
+        if (r < 0)
+                return errorf(EXIT_OK, "hook: kvmid is not reachable at %s (%s); domain \"%s\" %s not reported",
+                              ctx->socket, strerror(-r), name, op);
+        varlink_client_set_timeout(ctx->client, ctx->timeout_sec * 1000U);
+        r = varlink_client_call(ctx->client, method, params, &reply, &error);
+        if (r < 0)
+                return errorf(EXIT_OK, "hook: %s: %s", method, r == -ETIMEDOUT ? "timed out waiting for kvmid" : strerror(-r));
+        if (error) {
+                print_error_reply(method, error, reply);
+                return EXIT_OK;
+        }
+        if (ctx->json != JSON_OFF)
+                (void) print_json(ctx, reply);
+        return EXIT_OK;
+}
+
 static const Verb verbs[] = {
         { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, 0 },
         { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, 0 },
@@ -868,6 +1010,8 @@ static const Verb verbs[] = {
         { "events", "TARGET", "watch a target's guest requests as they arrive", 1, 1, verb_events, 0 },
         { "introspect", "[INTERFACE]", "service info, or an interface's description", 0, 1, verb_introspect, 0 },
         { "call", "METHOD [JSON]", "call a varlink method (--more, --oneway)", 1, 2, verb_call, VERB_OPT_CALL },
+        { "hook", "qemu NAME OP SUBOP", "libvirt's qemu hook: report domain start and stop (XML on stdin)", 4, 4,
+          verb_hook, 0 },
 };
 
 static void help(void) {

@@ -7,7 +7,10 @@
  * to an introspector bound to that VM; the target gpa in the token's
  * range; the session still open; policy "map" now, with its mapping
  * quota; the local gpa free.  Every decision is audited and an allow is
- * answered only once its record is durable (a failed record denies). */
+ * answered only once its record is durable (a failed record denies).
+ *
+ * DomainStarted/DomainStopped come from libvirt's hook (kvmictl hook
+ * qemu): they only touch the registry, never libvirt. */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -444,10 +447,102 @@ struct json_object *hypervisor_mappings_json(Server *s) {
         return a;
 }
 
+/* ---- libvirt's hook ------------------------------------------------------- */
+
+/* Called from inside libvirt's hook: nothing here may call libvirt. */
+static int hypervisor_domain_started(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *name = json_object_get_string(json_object_object_get(parameters, "name"));
+        struct json_object *vu = json_object_object_get(parameters, "uuid");
+        struct json_object *vx = json_object_object_get(parameters, "xml");
+        const char *xml = vx ? json_object_get_string(vx) : NULL;
+        uint8_t uuid[16];
+        DomainXml x = { .info = { .id = -1 } };
+        bool have_xml = false;
+        Domain *d = NULL;
+        int r;
+
+        if (!name || !*name)
+                return call_reply_invalid_parameter(call, "name");
+        if (vu && uuid_from_string(json_object_get_string(vu), uuid) < 0)
+                return call_reply_invalid_parameter(call, "uuid");
+        if (xml) {
+                if (libvirt_domain_xml_parse(xml, &x) < 0 || !streq(x.name, name))
+                        log_warning("hook: domain \"%s\": the XML given is unusable or names another domain", name);
+                else
+                        have_xml = true;
+        }
+        if (vu)
+                d = domain_find_uuid(s, uuid);
+        if (!d && have_xml && x.has_uuid)
+                d = domain_find_uuid(s, x.info.uuid);
+        if (!d)
+                d = domain_find(s, name);
+        if (!d && have_xml && (x.has_uuid || vu)) {
+                if (vu)
+                        memcpy(x.info.uuid, uuid, 16);
+                x.info.state = DOMAIN_STATE_RUNNING;
+                x.info.cookie_file = x.cookie_file;
+                r = domain_upsert_libvirt(s, &x.info, &d);
+                if (r < 0) {
+                        libvirt_domain_xml_done(&x);
+                        return r;
+                }
+                log_info("hook: domain \"%s\" started (added from its XML)", name);
+                domain_up(d);
+        } else if (d && !domain_state_is_up(d->state)) {
+                d->state = DOMAIN_STATE_RUNNING;
+                log_info("hook: domain \"%s\" started", d->name);
+                domain_up(d);
+        } else if (!d)
+                log_info("hook: unknown domain \"%s\" started", name);
+
+        struct json_object *reply = json_object_new_object();
+        if (!reply) {
+                libvirt_domain_xml_done(&x);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "known", json_object_new_boolean(d != NULL));
+        json_object_object_add(reply, "required", json_object_new_boolean(have_xml && x.required));
+        libvirt_domain_xml_done(&x);
+        return call_reply(call, reply);
+}
+
+static int hypervisor_domain_stopped(Call *call, struct json_object *parameters, void *userdata) {
+        Server *s = userdata;
+        const char *name = json_object_get_string(json_object_object_get(parameters, "name"));
+        struct json_object *vr = json_object_object_get(parameters, "reason");
+        const char *reason = vr && json_object_get_string(vr) && *json_object_get_string(vr)
+                                     ? json_object_get_string(vr)
+                                     : "stopped";
+        Domain *d;
+        bool known;
+
+        if (!name || !*name)
+                return call_reply_invalid_parameter(call, "name");
+        d = domain_find(s, name);
+        known = d != NULL;
+        /* stopped, then release: one domain-down, not two */
+        if (d && !(d->from_libvirt && !domain_state_is_up(d->state) && !d->channel && d->libvirt_id < 0)) {
+                if (d->from_libvirt)
+                        d->state = DOMAIN_STATE_SHUTOFF;
+                domain_gone(d, reason); /* may free d */
+        } else if (!d)
+                log_info("hook: unknown domain \"%s\" stopped", name);
+
+        struct json_object *reply = json_object_new_object();
+        if (!reply)
+                return -ENOMEM;
+        json_object_object_add(reply, "known", json_object_new_boolean(known));
+        return call_reply(call, reply);
+}
+
 static const MethodEntry hypervisor_methods[] = {
         { "MemMap", hypervisor_mem_map, ROLE_HYPERVISOR, CONN_STATE_ANY, false },
         { "MemUnmap", hypervisor_mem_unmap, ROLE_HYPERVISOR, CONN_STATE_ANY, false },
         { "WatchRevocations", hypervisor_watch_revocations, ROLE_HYPERVISOR, CONN_STATE_ANY, true },
+        { "DomainStarted", hypervisor_domain_started, ROLE_HYPERVISOR, CONN_STATE_ANY, false },
+        { "DomainStopped", hypervisor_domain_stopped, ROLE_HYPERVISOR, CONN_STATE_ANY, false },
 };
 
 const InterfaceTable hypervisor_interface = {

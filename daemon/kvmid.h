@@ -684,6 +684,23 @@ void libvirt_stop(Server *s);
 struct json_object *libvirt_status_json(Server *s);
 /* The lifecycle handler (virDomainEventLifecycle), callable from tests. */
 void libvirt_lifecycle(Server *s, const DomainLibvirtInfo *info, int event, int detail);
+/* A domain XML (libvirt's, or the hook's stdin) parsed without libvirt:
+ * <name>, <uuid>, the vsock CID and kvmid's metadata.  info.name points at
+ * name; the strings are owned here until libvirt_domain_xml_done(). */
+typedef struct DomainXml {
+        DomainLibvirtInfo info;
+        char *name;
+        bool has_uuid;
+        char *cookie_file;
+        char **labels;
+        size_t n_labels;
+        bool required;                  /* required="yes" in the metadata */
+} DomainXml;
+/* -EINVAL: not XML, or no <name>. */
+int libvirt_domain_xml_parse(const char *xml, DomainXml *ret);
+void libvirt_domain_xml_done(DomainXml *x);
+/* Running, blocked, paused, suspended or shutting down: it has a QEMU. */
+bool domain_state_is_up(DomainRunState st);
 
 /* ---- notify.c: the service manager (sd_notify) ----------------------------- */
 

@@ -20,8 +20,10 @@
  * A [domain NAME] entry in kvmid.conf for the same domain wins for role,
  * cookie and labels; libvirt supplies UUID, id, state and CID.
  *
- * Nothing here is ever called from a hook call (io.kvmid.Hypervisor):
- * libvirt hooks deadlock if the daemon re-enters libvirt synchronously. */
+ * Nothing here that talks to libvirt is ever called from a hook call
+ * (io.kvmid.Hypervisor.DomainStarted/DomainStopped): libvirt hooks deadlock
+ * if the daemon re-enters libvirt synchronously.  Those calls only use
+ * libvirt_domain_xml_parse() (libxml2, no libvirt) on the hook's XML. */
 
 #include <stdio.h>
 #include <string.h>
@@ -282,13 +284,20 @@ static void parsed_xml_done(ParsedXml *p) {
 
 static void parse_domain_ctx(xmlXPathContextPtr ctx, ParsedXml *p);
 
+static xmlDocPtr read_xml(const char *xml, xmlXPathContextPtr *ret_ctx) {
+        xmlDocPtr doc = xmlReadMemory(xml, (int) strlen(xml), "domain.xml", NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+
+        *ret_ctx = doc ? xmlXPathNewContext(doc) : NULL;
+        return doc;
+}
+
 /* Fill the XML-derived members of p->info; a malformed element is logged
  * and treated as absent. */
 static void parse_domain_xml(const char *xml, ParsedXml *p) {
         DomainLibvirtInfo *info = p->info;
-        xmlDocPtr doc = xmlReadMemory(xml, (int) strlen(xml), "domain.xml", NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-        xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
+        xmlXPathContextPtr ctx;
+        xmlDocPtr doc = read_xml(xml, &ctx);
 
         if (!ctx)
                 log_warning("libvirt domain \"%s\": cannot parse its XML", info->name);
@@ -296,6 +305,44 @@ static void parse_domain_xml(const char *xml, ParsedXml *p) {
                 parse_domain_ctx(ctx, p);
         xmlXPathFreeContext(ctx);
         xmlFreeDoc(doc);
+}
+
+int libvirt_domain_xml_parse(const char *xml, DomainXml *x) {
+        xmlXPathContextPtr ctx;
+        xmlDocPtr doc;
+        int r = 0;
+
+        *x = (DomainXml) { .info = { .id = -1 } };
+        if (!xml)
+                return -EINVAL;
+        doc = read_xml(xml, &ctx);
+        x->name = ctx ? xpath_string(ctx, "/domain/name") : NULL;
+        if (!x->name || !*x->name)
+                r = -EINVAL;
+        else {
+                ParsedXml p = { .info = &x->info };
+                _cleanup_free_ char *u = xpath_string(ctx, "/domain/uuid");
+                x->has_uuid = u && uuid_from_string(u, x->info.uuid) == 0;
+                x->info.name = x->name;
+                parse_domain_ctx(ctx, &p);
+                x->cookie_file = p.cookie_file;
+                x->labels = p.labels;
+                x->n_labels = p.n_labels;
+                x->required = p.required;
+        }
+        xmlXPathFreeContext(ctx);
+        xmlFreeDoc(doc);
+        if (r < 0)
+                libvirt_domain_xml_done(x);
+        return r;
+}
+
+void libvirt_domain_xml_done(DomainXml *x) {
+        ParsedXml p = { .info = &x->info, .cookie_file = x->cookie_file, .labels = x->labels, .n_labels = x->n_labels };
+
+        parsed_xml_done(&p);
+        free(x->name);
+        *x = (DomainXml) { .info = { .id = -1 } };
 }
 
 static void parse_domain_ctx(xmlXPathContextPtr ctx, ParsedXml *p) {
@@ -355,7 +402,7 @@ static DomainRunState state_from_vir(int st) {
         }
 }
 
-static bool state_is_up(DomainRunState st) {
+bool domain_state_is_up(DomainRunState st) {
         return st == DOMAIN_STATE_RUNNING || st == DOMAIN_STATE_BLOCKED || st == DOMAIN_STATE_PAUSED ||
                st == DOMAIN_STATE_PMSUSPENDED || st == DOMAIN_STATE_SHUTDOWN;
 }
@@ -396,7 +443,7 @@ void libvirt_lifecycle(Server *s, const DomainLibvirtInfo *info, int event, int 
         case VIR_DOMAIN_EVENT_UNDEFINED:
                 if (!d || !d->from_libvirt)
                         return;
-                if (state_is_up(d->state))
+                if (domain_state_is_up(d->state))
                         domain_gone(d, "undefined in libvirt");
                 log_info("domain \"%s\" undefined in libvirt", d->name);
                 domain_libvirt_undefined(d);
@@ -433,8 +480,8 @@ void libvirt_lifecycle(Server *s, const DomainLibvirtInfo *info, int event, int 
                 domain_gone(d, reason);
                 return;
         }
-        if ((event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_RESUMED) && !state_is_up(before) &&
-            state_is_up(d->state))
+        if ((event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_RESUMED) && !domain_state_is_up(before) &&
+            domain_state_is_up(d->state))
                 domain_up(d);
 }
 
@@ -502,9 +549,9 @@ static int lv_resync(Libvirt *lv) {
                         Domain *d = domain_find_uuid(s, info.uuid);
                         DomainRunState before = d && d->from_libvirt ? d->state : DOMAIN_STATE_UNKNOWN;
                         if (domain_upsert_libvirt(s, &info, &d) == 0) {
-                                if (!state_is_up(before) && state_is_up(d->state))
+                                if (!domain_state_is_up(before) && domain_state_is_up(d->state))
                                         domain_up(d);
-                                else if (state_is_up(before) && !state_is_up(d->state))
+                                else if (domain_state_is_up(before) && !domain_state_is_up(d->state))
                                         domain_gone(d, "stopped while libvirt was disconnected");
                         }
                 }
@@ -516,7 +563,7 @@ static int lv_resync(Libvirt *lv) {
                 next = d->next;
                 if (!d->from_libvirt || d->libvirt_seen)
                         continue;
-                if (state_is_up(d->state))
+                if (domain_state_is_up(d->state))
                         domain_gone(d, "undefined while libvirt was disconnected");
                 domain_libvirt_undefined(d);
         }
