@@ -1021,7 +1021,10 @@ static void help(void) {
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
                 char what[64];
                 snprintf(what, sizeof what, "%s %s", verbs[i].name, verbs[i].usage);
-                printf("  %-27s %s\n", what, verbs[i].help);
+                if (strlen(what) > 27)
+                        printf("  %s\n  %-27s %s\n", what, "", verbs[i].help);
+                else
+                        printf("  %-27s %s\n", what, verbs[i].help);
         }
         printf("\nOptions:\n"
                "  -s, --socket PATH           kvmid socket (default %s, or $KVMID_SOCKET)\n"

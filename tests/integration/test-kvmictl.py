@@ -95,6 +95,21 @@ try:
         t.ok(p.returncode == 3 and "Permission denied" in p.stderr, "permission denied: exit 3", p.stderr)
     else:
         t.skip("permission denied: exit 3", "needs root and runuser to act as another user")
+    # Shell completion: verbs, sub-commands, and domain names from the daemon.
+    comp = os.path.join(os.environ.get("top_srcdir", "."), "client", "completion", "kvmictl")
+
+    def complete(line):
+        script = ('source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _kvmictl; echo "${COMPREPLY[@]}"'
+                  % (comp, line, len(line.split()) - (0 if line.endswith(" ") else 1)))
+        env = dict(os.environ, PATH=os.path.dirname(KVMICTL) + ":" + os.environ["PATH"],
+                   KVMID_SOCKET=d.socket("admin"))
+        if line.endswith(" "):
+            script = script.replace("COMP_WORDS=(%s)" % line, "COMP_WORDS=(%s '')" % line)
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env).stdout.split()
+
+    t.eq(complete("kvmictl po"), ["policy"], "completion: a verb")
+    t.eq(complete("kvmictl audit "), ["verify", "tail", "rotate"], "completion: audit's sub-commands")
+    t.ok("--follow" in complete("kvmictl audit tail --f"), "completion: audit tail options")
     t.eq(d.stop(), 0, "kvmid exits 0")
 finally:
     d.cleanup()
