@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "policy.h"
 #include "sim.h"
 
 uint64_t util_now_ns(void) {
@@ -66,26 +67,7 @@ int util_unhex(const char *s, uint8_t *out, size_t n) {
 
 /* 8-4-4-4-12 hex digits, as libvirt and QEMU print them. */
 int util_uuid_parse(const char *s, uint8_t ret[16]) {
-        uint8_t u[16];
-        size_t j = 0;
-
-        if (!s || strlen(s) != 36)
-                return -EINVAL;
-        for (size_t i = 0; i < 36;) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (s[i] != '-')
-                                return -EINVAL;
-                        i++;
-                        continue;
-                }
-                int hi = util_hexval(s[i]), lo = util_hexval(s[i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                u[j++] = (uint8_t) (hi << 4 | lo);
-                i += 2;
-        }
-        memcpy(ret, u, sizeof u);
-        return 0;
+        return policy_uuid_from_string(s, ret);
 }
 
 void util_uuid_format(const uint8_t u[16], char out[37]) {
