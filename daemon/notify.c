@@ -42,9 +42,11 @@ static void notify_format_status(const Server *s, char *buf, size_t size) {
         for (const Domain *d = s->domains; d; d = d->next)
                 if (d->kvmi_state == DOMAIN_KVMI_READY)
                         ready++;
-        snprintf(buf, size, "Serving: %zu domain%s, %zu KVMI channel%s ready, %u connection%s",
-                 domains, domains == 1 ? "" : "s", ready, ready == 1 ? "" : "s",
-                 s->n_connections, s->n_connections == 1 ? "" : "s");
+        size_t sessions = session_count(s), subscribers = session_subscriber_count(s);
+        snprintf(buf, size, "Serving: %zu domain%s, %zu KVMI channel%s ready, %zu session%s, %zu subscriber%s, "
+                 "%u connection%s",
+                 domains, domains == 1 ? "" : "s", ready, ready == 1 ? "" : "s", sessions, sessions == 1 ? "" : "s",
+                 subscribers, subscribers == 1 ? "" : "s", s->n_connections, s->n_connections == 1 ? "" : "s");
 }
 
 /* Sends "<prefix>STATUS=<summary>" if the summary changed or prefix is set. */

@@ -281,7 +281,8 @@ def test_activation():
 
 
 # ---------------------------------------------------------------- sd_notify
-STATUS_RE = re.compile(r"^Serving: (\d+) domains?, (\d+) KVMI channels? ready, (\d+) connections?$")
+STATUS_RE = re.compile(r"^Serving: (\d+) domains?, (\d+) KVMI channels? ready, (\d+) sessions?, (\d+) subscribers?, "
+                       r"(\d+) connections?$")
 
 
 def test_notify():
@@ -295,7 +296,8 @@ def test_notify():
         t.ok(f.get("READY") == "1" and "STATUS" in f, "READY=1 comes with STATUS=", msgs)
         t.ok(i is not None and msgs[i][1] == p.pid, "READY=1 comes from kvmid's own pid")
         t.ok(STATUS_RE.match(f.get("STATUS", "")) is not None, "STATUS= is the one-line summary: %r" % f.get("STATUS"))
-        t.ok(f.get("STATUS", "").startswith("Serving: 1 domain, 0 KVMI channels ready, 0 connections"),
+        t.ok(f.get("STATUS", "").startswith("Serving: 1 domain, 0 KVMI channels ready, 0 sessions, 0 subscribers, "
+                                            "0 connections"),
              "STATUS= counts the configured domain")
         t.ok(not any("WATCHDOG" in m[2] for m in notify.snapshot()), "no WATCHDOG=1 when the manager asks for none")
 
