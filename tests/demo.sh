@@ -30,7 +30,26 @@ deny  introspector=any target=label:pci perm=all
 allow introspector=forensics target=web* perm=attach,events,map max-mappings=16 rate=20/s
 default deny
 POLICY
+# The host's libvirt, played by libvirt's built-in test driver: names,
+# UUIDs, states and vsock CIDs come from it, and kvmid's metadata element
+# says which domain is a target or an introspector VM.
+dom() { # name uuid cid metadata
+  printf "  <domain type='test'><name>%s</name><uuid>%s</uuid><memory>65536</memory><vcpu>2</vcpu>\n" "$1" "$2"
+  printf "    <os><type>hvm</type></os><metadata>%s</metadata>\n" "$4"
+  printf "    <devices><vsock model='virtio'><cid auto='no' address='%s'/></vsock></devices></domain>\n" "$3"
+}
+NS="xmlns:kvmid='http://kvmid.io/xmlns/introspection/1'"
+{
+  echo "<node>"
+  dom web1 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e01 21 "<kvmid:introspection $NS role='target' cookie-file='$run/web1.cookie'/>"
+  dom db1 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e02 22 \
+      "<kvmid:introspection $NS role='target' cookie-file='$run/db1.cookie'><kvmid:label>pci</kvmid:label></kvmid:introspection>"
+  dom introvm 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5eff 30 "<kvmid:introspection $NS role='introspector'/>"
+  echo "</node>"
+} > "$run/node.xml"
 cat > "$run/kvmid.conf" <<CONF
+[libvirt]
+uri = test://$run/node.xml
 [policy]
 file = $run/policy
 # The forensics tool runs for the introspector VM introvm; here it reaches
