@@ -154,6 +154,17 @@ Server *conn_server(const Conn *c) {
         return c->server;
 }
 
+int call_reply_error_reason(Call *call, const char *error, const char *reason) {
+        struct json_object *p;
+
+        if (!call_is_alive(call))
+                return -ESTALE;
+        p = json_object_new_object();
+        if (p)
+                json_object_object_add(p, "reason", json_object_new_string(reason));
+        return call_reply_error(call, error, p);
+}
+
 size_t conn_queued_bytes(const Conn *c) {
         return varlink_outq_bytes(c->outq);
 }

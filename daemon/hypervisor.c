@@ -125,15 +125,10 @@ static void map_audit(Server *s, AuditKind kind, const char *identity, const cha
 
 static int deny(Server *s, Call *call, const char *error, AuditKind kind, const char *identity, const char *vm,
                 const MapToken *tok, uint64_t target_gpa, uint64_t local_gpa, const char *rule, const char *reason) {
-        struct json_object *p = json_object_new_object();
-
         map_audit(s, kind, identity, vm, tok ? tok->target_name : NULL, tok ? tok->target_uuid : NULL,
                   tok ? tok->id : NULL, target_gpa, local_gpa, rule, reason, call, NULL, NULL);
         log_info("%s denied for \"%s\": %s", kind == AUDIT_KIND_MAP_DENY ? "MemMap" : "MemUnmap", vm, reason);
-        if (!p)
-                return -ENOMEM;
-        json_object_object_add(p, "reason", json_object_new_string(reason));
-        return call_reply_error(call, error, p);
+        return call_reply_error_reason(call, error, reason);
 }
 
 static int parse_token(const char *hex, uint8_t out[KVMI_MAP_TOKEN_SIZE]) {
@@ -173,14 +168,8 @@ static void map_durable(void *userdata, int r) {
                 mapping_free(m);
                 if (p->token && p->token->state == TOKEN_MAPPING)
                         token_set_state(s->tokens, p->token, TOKEN_LIVE);
-                if (call_is_alive(p->call)) {
-                        struct json_object *e = json_object_new_object();
-                        if (e)
-                                json_object_object_add(e, "reason", json_object_new_string(
-                                                                            r < 0 ? strerror(-r) : "revoked meanwhile"));
-                        (void) call_reply_error(p->call, r < 0 ? "io.kvmid.AuditFailed" : "io.kvmid.Hypervisor.MapDenied",
-                                                e);
-                }
+                (void) call_reply_error_reason(p->call, r < 0 ? "io.kvmid.AuditFailed" : "io.kvmid.Hypervisor.MapDenied",
+                                               r < 0 ? strerror(-r) : "revoked meanwhile");
         } else {
                 m->pending = false;
                 if (p->token->state == TOKEN_MAPPING)
@@ -308,12 +297,7 @@ static void unmap_durable(void *userdata, int r) {
                         m->unmapping = false;
                 else
                         mapping_free(m);
-                if (call_is_alive(p->call)) {
-                        struct json_object *e = json_object_new_object();
-                        if (e)
-                                json_object_object_add(e, "reason", json_object_new_string(strerror(-r)));
-                        (void) call_reply_error(p->call, "io.kvmid.AuditFailed", e);
-                }
+                (void) call_reply_error_reason(p->call, "io.kvmid.AuditFailed", strerror(-r));
         } else {
                 if (call_is_alive(p->call)) {
                         struct json_object *reply = json_object_new_object();

@@ -204,11 +204,8 @@ static void auth_durable(void *userdata, int r) {
                 goto done;
         c = call_conn(call);
         if (r < 0) {
-                struct json_object *e = json_object_new_object();
                 log_error_errno(r, "introspector \"%s\": audit record not written (%m): denied", p->name);
-                if (e)
-                        json_object_object_add(e, "reason", json_object_new_string(strerror(-r)));
-                (void) call_reply_error(call, "io.kvmid.AuditFailed", e);
+                (void) call_reply_error_reason(call, "io.kvmid.AuditFailed", strerror(-r));
                 goto done;
         }
         if (conn_set_data(c, "introspector.identity", p->name, free) < 0) {

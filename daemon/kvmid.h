@@ -253,6 +253,8 @@ int call_reply(Call *call, struct json_object *parameters);
 int call_reply_more(Call *call, struct json_object *parameters);
 int call_reply_error(Call *call, const char *error, struct json_object *parameters);
 int call_reply_invalid_parameter(Call *call, const char *parameter);
+/* An error whose only parameter is "reason"; nothing if the caller is gone. */
+int call_reply_error_reason(Call *call, const char *error, const char *reason);
 /* Queue an already-encoded reply blob (shared by many calls: fan-out). */
 int call_reply_blob(Call *call, VarlinkBlob *blob, bool final);
 

@@ -268,7 +268,7 @@ Session *session_of_call(Call *call, struct json_object *parameters) {
         return NULL;
 }
 
-static int reply_denied(Call *call, PolicyPermission perm, const PolicyDecision *dec) {
+int session_reply_denied(Call *call, PolicyPermission perm, const PolicyDecision *dec) {
         struct json_object *p = json_object_new_object();
         char rule[512];
 
@@ -278,10 +278,6 @@ static int reply_denied(Call *call, PolicyPermission perm, const PolicyDecision 
         json_object_object_add(p, "permission", json_object_new_string(policy_perm_to_string(perm)));
         json_object_object_add(p, "rule", json_object_new_string(rule));
         return call_reply_error(call, "io.kvmid.Introspector.PolicyDenied", p);
-}
-
-int session_reply_denied(Call *call, PolicyPermission perm, const PolicyDecision *dec) {
-        return reply_denied(call, perm, dec);
 }
 
 int session_decide(Session *ss, PolicyPermission perm, PolicyDecision *ret) {
@@ -314,14 +310,8 @@ static void open_durable(void *userdata, int r) {
                         json_object_put(e);
                 session_free(ss);
         } else if (r < 0) {
-                struct json_object *e = json_object_new_object();
                 log_error_errno(r, "session %s: audit record not written (%m): denied", ss->id);
-                if (e)
-                        json_object_object_add(e, "reason", json_object_new_string(strerror(-r)));
-                if (call_is_alive(p->call))
-                        (void) call_reply_error(p->call, "io.kvmid.AuditFailed", e);
-                else
-                        json_object_put(e);
+                (void) call_reply_error_reason(p->call, "io.kvmid.AuditFailed", strerror(-r));
                 session_end(ss, "its audit record could not be written");
         } else if (call_is_alive(p->call)) {
                 struct json_object *reply = json_object_new_object();
@@ -391,7 +381,7 @@ int session_method_open(Call *call, struct json_object *parameters, void *userda
         }
         if (r == POLICY_DENY) {
                 session_audit(ss, AUDIT_KIND_SESSION_OPEN, AUDIT_DECISION_DENY, &dec, "policy", c);
-                r = reply_denied(call, POLICY_PERM_ATTACH, &dec);
+                r = session_reply_denied(call, POLICY_PERM_ATTACH, &dec);
                 session_free(ss);
                 return r;
         }
@@ -465,7 +455,7 @@ int session_method_subscribe(Call *call, struct json_object *parameters, void *u
                 return r;
         if (r == POLICY_DENY) {
                 session_audit(ss, AUDIT_KIND_SUBSCRIBE, AUDIT_DECISION_DENY, &dec, "policy", call_conn(call));
-                return reply_denied(call, POLICY_PERM_EVENTS, &dec);
+                return session_reply_denied(call, POLICY_PERM_EVENTS, &dec);
         }
         sub = calloc(1, sizeof *sub);
         if (!sub)

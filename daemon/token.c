@@ -199,12 +199,8 @@ static void mint_durable(void *userdata, int r) {
                 /* Nobody will use it, or nobody may: spent at once. */
                 if (tok->state == TOKEN_LIVE)
                         token_set_state(p->table, tok, TOKEN_REVOKED);
-                if (r < 0 && call_is_alive(p->call)) {
-                        struct json_object *e = json_object_new_object();
-                        if (e)
-                                json_object_object_add(e, "reason", json_object_new_string(strerror(-r)));
-                        (void) call_reply_error(p->call, "io.kvmid.AuditFailed", e);
-                }
+                if (r < 0)
+                        (void) call_reply_error_reason(p->call, "io.kvmid.AuditFailed", strerror(-r));
         } else {
                 struct json_object *reply = json_object_new_object();
                 char hex[2 * KVMI_MAP_TOKEN_SIZE + 1];
