@@ -647,6 +647,14 @@ void conn_free(Conn *c) {
                 event_free(c->ev_process);
         varlink_reader_free(c->reader);
         varlink_outq_free(c->outq);
+        /* Closing a Unix socket with unread input makes the peer's next
+         * read fail with ECONNRESET, even before the replies it has not
+         * read yet: drop what it sent (bounded) so it gets them, then EOF. */
+        for (int i = 0; i < 64; i++) {
+                char sink[16384];
+                if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+                        break;
+        }
         safe_close(c->fd);
         free(c);
 }
