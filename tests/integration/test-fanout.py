@@ -84,6 +84,15 @@ def login(path):
     return c
 
 
+def subscribe(c, session):
+    """Subscribe and wait for the reply that says the stream is open."""
+    c.send("io.kvmid.Introspector.Subscribe", {"session": session}, more=True)
+    while b"\0" not in c.buf:
+        c.buf += c.s.recv(1 << 16)
+    c._one()
+    return c
+
+
 d = Daemon(conf)
 sim = Sim(["--socket", kvmi_socket(d), "--vcpus", "2"] + sum([["--vm", "%s,%s" % (n, UUID[n])] for n in TARGETS], []),
           work)
@@ -95,17 +104,13 @@ try:
     subs = []
     for n in TARGETS:
         for _ in range(8):
-            c = login(path)
-            c.send("io.kvmid.Introspector.Subscribe", {"session": sessions[n]}, more=True)
-            first = c._one() if b"\0" in c.buf else None
-            while first is None:
-                c.buf += c.s.recv(1 << 16)
-                first = c._one() if b"\0" in c.buf else None
-            subs.append((n, c))
+            subs.append((n, subscribe(login(path), sessions[n])))
     t.eq(len(subs), 64, "64 subscribers across 8 targets")
     stalled = login(path)
     stalled.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.send("io.kvmid.Introspector.Subscribe", {"session": sessions["t0"]}, more=True)
+    # Its subscription must be live before the first event, or its counts
+    # would be short by whatever was fanned out before it arrived.
+    subscribe(stalled, sessions["t0"])
     rss0 = rss_kib(d.proc.pid)
 
     # Each target's two vCPUs send N events; all targets at once.
