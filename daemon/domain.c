@@ -212,7 +212,7 @@ void domain_channel_closed(Domain *d) {
                 }
 }
 
-void domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec) {
+size_t domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec) {
         GuestRequest g = {
                 .seq = d->next_request_seq++,
                 .time_usec = time_usec,
@@ -222,13 +222,14 @@ void domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec) {
         };
 
         d->guest_requests++;
-        session_publish(d, &g, d->uuid_str);
+        size_t queued = session_publish(d, &g, d->uuid_str);
         if (d->recent_size == 0)
-                return;
+                return queued;
         d->recent[d->recent_next] = g;
         d->recent_next = (d->recent_next + 1) % d->recent_size;
         if (d->recent_count < d->recent_size)
                 d->recent_count++;
+        return queued;
 }
 
 size_t domain_recent_start(const Domain *d) {

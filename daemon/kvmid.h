@@ -510,7 +510,8 @@ const char *domain_state_to_string(DomainRunState st);
 const char *domain_source_to_string(const Domain *d);
 uint32_t domain_vsock_cid(const Domain *d);
 /* Hook of the fan-out path: called after the event was acked. */
-void domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec);
+/* Returns the deliveries queued to subscribers. */
+size_t domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec);
 /* The recent guest requests, oldest first: *ret_n entries of d->recent
  * starting at the returned index (modulo recent_size). */
 size_t domain_recent_start(const Domain *d);
@@ -597,7 +598,7 @@ void session_recheck(Server *s);
 /* A guest request as subscribers (and GetDomain) see it. */
 struct json_object *session_event_json(const Domain *d, const GuestRequest *g, uint64_t missed);
 /* The fan-out hook: serialize once, queue to every permitted subscriber. */
-void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid);
+size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid);
 size_t session_count(const Server *s);
 /* Admin.WatchEvents: an operator's stream of d's guest requests. */
 int session_watch(Domain *d, Call *call);

@@ -668,11 +668,12 @@ static VarlinkBlob *event_blob(const Domain *d, const GuestRequest *g, uint64_t 
         return blob;
 }
 
-void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid) {
+size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid) {
         VarlinkBlob *shared = NULL;
+        size_t queued = 0;
 
         if (!d->subscribers)
-                return;
+                return 0;
         const SessionConfig *sc = &d->server->config->session;
         for (Subscription *sub = d->subscribers, *next; sub; sub = next) {
                 Conn *c = call_conn(sub->call);
@@ -690,7 +691,7 @@ void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid) 
                         blob = event_blob(d, g, sub->missed_pending);   /* the rare, per-subscriber path */
                 else {
                         if (!shared && !(shared = event_blob(d, g, 0)))
-                                return;
+                                return queued;
                         blob = varlink_blob_ref(shared);
                 }
                 if (!blob) {
@@ -701,6 +702,7 @@ void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid) 
                 if (call_reply_blob(sub->call, blob, false) == 0) {
                         sub->delivered++;
                         sub->missed_pending = 0;
+                        queued++;
                 } else {
                         sub->missed_pending++;
                         sub->missed_total++;
@@ -708,6 +710,7 @@ void session_publish(Domain *d, const GuestRequest *g, const char *target_uuid) 
                 varlink_blob_unref(blob);
         }
         varlink_blob_unref(shared);
+        return queued;
 }
 
 struct json_object *session_to_json(const Session *ss) {
