@@ -575,7 +575,7 @@ static int parse_listener_key(ListenerConfig *l, const char *key, const char *v,
         return -ENOENT;
 }
 
-/* [libvirt] uri = URI | none (the default: no libvirt connection). */
+/* [libvirt] uri = URI | none (no libvirt connection); default qemu:///system. */
 static int parse_libvirt_key(Config *c, const char *key, const char *v, const char **ret_why) {
         if (streq(key, "uri")) {
                 char *u = NULL;
@@ -654,7 +654,8 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->write_timeout_sec = 30;
         c->policy.file = strdup(SYSCONFDIR "/kvmid/policy");
         c->policy.directory = strdup(SYSCONFDIR "/kvmid/policy.d");
-        if (!c->policy.file || !c->policy.directory)
+        c->libvirt_uri = strdup(DEFAULT_LIBVIRT_URI);
+        if (!c->policy.file || !c->policy.directory || !c->libvirt_uri)
                 return NULL;
         c->session.max_per_connection = 64;
         c->session.queue_events = 1024;

@@ -172,6 +172,7 @@ struct Config {
         DomainConfig *domains;
         IdentityConfig *identities;
         char *libvirt_uri;           /* [libvirt] uri =; NULL: no libvirt connection */
+#define DEFAULT_LIBVIRT_URI "qemu:///system"
 };
 
 /* Build the defaults for runtime_dir, then apply the file (if path non-NULL).
@@ -685,6 +686,8 @@ int libvirt_start(Server *s);
 void libvirt_stop(Server *s);
 /* GetStatus: {uri, connected, domains}, or NULL when off. */
 struct json_object *libvirt_status_json(Server *s);
+/* For STATUS=: NULL without a libvirt URI, else "connected" or "disconnected". */
+const char *libvirt_status_word(const Server *s);
 /* The lifecycle handler (virDomainEventLifecycle), callable from tests. */
 void libvirt_lifecycle(Server *s, const DomainLibvirtInfo *info, int event, int detail);
 /* A domain XML (libvirt's, or the hook's stdin) parsed without libvirt:

@@ -667,6 +667,12 @@ void libvirt_stop(Server *s) {
         s->libvirt = NULL;
 }
 
+const char *libvirt_status_word(const Server *s) {
+        if (!s->libvirt)
+                return NULL;
+        return s->libvirt->connected ? "connected" : "disconnected";
+}
+
 struct json_object *libvirt_status_json(Server *s) {
         Libvirt *lv = s->libvirt;
         struct json_object *o;

@@ -43,10 +43,12 @@ static void notify_format_status(const Server *s, char *buf, size_t size) {
                 if (d->kvmi_state == DOMAIN_KVMI_READY)
                         ready++;
         size_t sessions = session_count(s), subscribers = session_subscriber_count(s);
+        const char *lv = libvirt_status_word(s);
         snprintf(buf, size, "Serving: %zu domain%s, %zu KVMI channel%s ready, %zu session%s, %zu subscriber%s, "
-                 "%u connection%s",
+                 "%u connection%s%s%s",
                  domains, domains == 1 ? "" : "s", ready, ready == 1 ? "" : "s", sessions, sessions == 1 ? "" : "s",
-                 subscribers, subscribers == 1 ? "" : "s", s->n_connections, s->n_connections == 1 ? "" : "s");
+                 subscribers, subscribers == 1 ? "" : "s", s->n_connections, s->n_connections == 1 ? "" : "s",
+                 lv ? "; libvirt " : "", lv ?: "");
 }
 
 /* Sends "<prefix>STATUS=<summary>" if the summary changed or prefix is set. */

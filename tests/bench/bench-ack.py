@@ -35,7 +35,7 @@ uuids = ["00000000-0000-4000-8000-%012d" % i for i in range(max(t for t, _ in sh
 conf = "[kvmi]\nmax-channels = 4096\n" + "".join(
     "[domain t%d]\nuuid = %s\ncookie = none\n" % (i, u) for i, u in enumerate(uuids))
 with open(os.path.join(work, "kvmid.conf"), "w") as f:
-    f.write(conf)
+    f.write(conf + "[libvirt]\nuri = none\n")      # off the host's libvirt
 log = open(os.path.join(work, "kvmid.log"), "w")
 d = subprocess.Popen([KVMID, "--foreground", "--config", os.path.join(work, "kvmid.conf"),
                       "--runtime-dir", os.path.join(work, "run"), "--log-level", "warning"], stdout=log, stderr=log)

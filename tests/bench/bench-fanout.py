@@ -219,7 +219,7 @@ class Kvmid:
         self.run = os.path.join(self.dir, "run")
         cp = os.path.join(self.dir, "kvmid.conf")
         with open(cp, "w") as f:
-            f.write(conf)
+            f.write(conf + "[libvirt]\nuri = none\n")  # off the host's libvirt
         self.log = open(os.path.join(self.dir, "kvmid.log"), "w")
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)

@@ -141,8 +141,10 @@ class Daemon:
         self.wait_ready(60 if valgrind else 10)
 
     def write_config(self, text):
+        """Without a [libvirt] section of its own, a test's kvmid stays off
+        the host's libvirt (the default is qemu:///system)."""
         with open(self.config_path, "w") as f:
-            f.write(text)
+            f.write(text if "[libvirt]" in text else text + "\n[libvirt]\nuri = none\n")
 
     def socket(self, name):
         return os.path.join(self.runtime, {"admin": "io.kvmid.Admin",

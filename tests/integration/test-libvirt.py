@@ -74,4 +74,14 @@ try:
     t.eq(d.stop(), 0, "clean exit")
 finally:
     d.cleanup()
+
+# No uri= at all: the host's system libvirt, read-only.
+d = Daemon("[libvirt]\n")
+try:
+    rc, out, err = d.kvmictl("--json=short", "status")
+    lv = json.loads(out or "{}").get("libvirt") or {}
+    t.ok(rc == 0 and lv.get("uri") == "qemu:///system", "the default libvirt URI is qemu:///system", lv)
+    t.eq(d.stop(), 0, "clean exit")
+finally:
+    d.cleanup()
 t.done()

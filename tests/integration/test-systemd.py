@@ -6,6 +6,8 @@ address families kvmid uses against the unit's sandbox, the make install
 layout, sysusers.d and tmpfiles.d applied to a scratch root, and the
 installed units through systemd-analyze verify and security."""
 
+import ctypes
+import json
 import os
 import re
 import shlex
@@ -15,6 +17,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -116,19 +119,20 @@ class Notify:
         self.sock.close()
 
 
-def start_kvmid(name, conf="", env=None, wrap=None, args=()):
-    """kvmid --foreground in work/name; wrap(cmd) may put a wrapper around it."""
+def start_kvmid(name, conf="", env=None, wrap=None, args=(), preexec_fn=None):
+    """kvmid --foreground in work/name; wrap(cmd) may put a wrapper around it.
+    Off the host's libvirt unless conf has a [libvirt] section."""
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     cp = os.path.join(d, "kvmid.conf")
     with open(cp, "w") as f:
-        f.write(conf)
+        f.write(conf if "[libvirt]" in conf else conf + "\n[libvirt]\nuri = none\n")
     cmd = [KVMID, "--foreground", "--config", cp, "--runtime-dir", os.path.join(d, "run"),
            "--log-level", "debug"] + list(args)
     if wrap:
         cmd = wrap(cmd)
     log = open(os.path.join(d, "kvmid.log"), "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or child_env())
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or child_env(), preexec_fn=preexec_fn)
     p.logfile = log.name
     p.dir = d
     return p
@@ -282,7 +286,7 @@ def test_activation():
 
 # ---------------------------------------------------------------- sd_notify
 STATUS_RE = re.compile(r"^Serving: (\d+) domains?, (\d+) KVMI channels? ready, (\d+) sessions?, (\d+) subscribers?, "
-                       r"(\d+) connections?$")
+                       r"(\d+) connections?(; libvirt (?:connected|disconnected))?$")
 
 
 def test_notify():
@@ -466,6 +470,18 @@ def allowed_syscalls(unit):
     return allow - deny
 
 
+def deny_write_exec():
+    """What MemoryDenyWriteExecute= does, without a service manager:
+    prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN), inherited by kvmid.
+    Linux 6.3 and later; on older kernels nothing happens."""
+    ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0)
+
+
+# Whether deny_write_exec() works here: a child tries it.
+HAVE_MDWE = subprocess.run([sys.executable, "-c", "import ctypes,sys; sys.exit(ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0)"]
+                           ).returncode == 0
+
+
 def test_syscalls(unit):
     """What kvmid does in a session, under strace, against SystemCallFilter=,
     RestrictAddressFamilies= and MemoryDenyWriteExecute= of the unit: the
@@ -490,7 +506,9 @@ def test_syscalls(unit):
     out = os.path.join(work, "strace.out")
     notify = Notify(os.path.join(work, "notify-strace.sock"))
     env = child_env(NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000")
-    conf = "[domain web1]\nuuid = %s\ncookie = none\n" % UUID
+    # libvirt's test driver: its client library runs in kvmid's sandbox too.
+    node = os.path.abspath(os.path.join(TOP_SRCDIR, "tests", "libvirt", "node.xml"))
+    conf = "[domain web1]\nuuid = %s\ncookie = none\n[libvirt]\nuri = test://%s\n" % (UUID, node)
 
     def wrap(cmd):
         # WATCHDOG_PID: the pid of sh, which systemd-socket-activate and then
@@ -498,20 +516,26 @@ def test_syscalls(unit):
         return ([strace, "-f", "-qq", "-o", out, "sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"',
                  "sh"] + activate_cmd(paths, names, env, inherit=["WATCHDOG_PID"])(cmd))
 
-    p = start_kvmid("strace", conf, env, wrap)
+    p = start_kvmid("strace", conf, env, wrap, preexec_fn=deny_write_exec)
     try:
         if not wait_for(lambda: all(os.path.exists(x) for x in paths), 20):
             t.ok(False, what, logtext(p))
             return
         # The first connection starts kvmid.
-        rc = subprocess.run([KVMICTL, "--socket", paths[0], "status"], capture_output=True, text=True, timeout=60)
+        rc = subprocess.run([KVMICTL, "--socket", paths[0], "--json", "status"], capture_output=True, text=True,
+                            timeout=60)
         t.eq(rc.returncode, 0, "under strace: kvmictl status through the activated socket")
+        lv = json.loads(rc.stdout or "{}").get("libvirt") or {}
+        t.ok(lv.get("connected") is True and lv.get("domains", 0) > 0,
+             "under strace and MemoryDenyWriteExecute: libvirt connected, its domains read", rc.stdout)
         # p is strace: signals go to kvmid, whose pid READY=1 gives.
         i = notify.wait(lambda f: f.get("READY") == "1", timeout=30)
         if i is None:
             t.ok(False, what, logtext(p))
             return
         kpid = notify.snapshot()[i][1]
+        t.ok(notify.wait(lambda f: f.get("STATUS", "").endswith("; libvirt connected"), timeout=10) is not None,
+             "STATUS= says libvirt is connected", notify.snapshot())
         if os.access(KVMI_SIM, os.X_OK):
             rc, rep, err = run_sim(["--socket", paths[3], "--vcpus", "1", "--events", "20", "--rate", "0",
                                     "--vm", "web1,%s" % UUID])
@@ -562,7 +586,12 @@ def test_syscalls(unit):
                 fm = re.match(r"^\d+\s+socket\((AF_\w+)", line)
                 if fm:
                     fams.add(fm.group(1))
-            if name in ("mmap", "mprotect", "pkey_mprotect") and "PROT_WRITE" in line and "PROT_EXEC" in line:
+            # The kernel refuses them under PR_SET_MDWE as the unit's
+            # MemoryDenyWriteExecute= would (PCRE2's JIT, run by libvirt's
+            # log filters through GLib, tries once and falls back): only
+            # one that succeeded is a finding.
+            if name in ("mmap", "mprotect", "pkey_mprotect") and "PROT_WRITE" in line and "PROT_EXEC" in line \
+                    and not re.search(r"= -1 E", line):
                 wx.append(line.strip())
     t.ok(kvmid_pids, "strace saw kvmid's execve", open(out).read()[-2000:])
     # Denied on purpose, and harmless: under the filter they fail with EPERM
@@ -575,7 +604,11 @@ def test_syscalls(unit):
          "\n".join(used[n] for n in outside))
     t.ok(fams <= families, "every socket is of an allowed address family: %s" % " ".join(sorted(fams)),
          "used %s, allowed %s" % (sorted(fams), sorted(families)))
-    t.ok(not wx, "no writable and executable mapping (MemoryDenyWriteExecute=)", "\n".join(wx))
+    if HAVE_MDWE:
+        t.ok(not wx, "no writable and executable mapping (MemoryDenyWriteExecute=)", "\n".join(wx))
+    else:
+        t.skip("no writable and executable mapping (MemoryDenyWriteExecute=)",
+               "this kernel has no PR_SET_MDWE (Linux 6.3) to refuse them as the unit does")
 
 
 # ---------------------------------------------------------------- make install
