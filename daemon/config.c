@@ -751,8 +751,8 @@ static int check_identities(Config *c, char **ret_error) {
 
                 if (!id->key_file)
                         why = "key-file = is missing";
-                else if (id->domain && !config_find_domain(c, id->domain))
-                        why = "domain = names no [domain] entry";
+                else if (id->domain && !config_find_domain(c, id->domain) && !c->libvirt_uri)
+                        why = "domain = names no [domain] entry, and without libvirt no VM can match";
                 else {
                         r = load_key(id, &why);
                         if (r == -ENOMEM)

@@ -111,12 +111,11 @@ static void peer_binding(Conn *c, char *buf, size_t n) {
                 snprintf(buf, n, "unix:%u", (unsigned) conn_uid(c));
 }
 
-bool introspector_binding_ok(const IdentityConfig *id, const Config *c, uid_t uid, uint32_t cid) {
-        if (cid != 0) {
-                const DomainConfig *d = id->domain ? config_find_domain(c, id->domain) : NULL;
+bool introspector_binding_ok(const IdentityConfig *id, const Domain *vm, uid_t uid, uint32_t cid) {
+        if (cid != 0)
                 /* Over vsock the VM is the identity's anchor: no VM, no entry. */
-                return d && d->vsock_cid != 0 && d->vsock_cid == cid;
-        }
+                return id->domain && vm && domain_vsock_cid(vm) == cid &&
+                       (!vm->from_libvirt || domain_state_is_up(vm->state));
         if (id->domain && id->n_uids == 0)
                 return false;
         if (id->n_uids == 0)
@@ -269,7 +268,8 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
         if (r < 0)
                 return r;
         ok &= CRYPTO_memcmp(proof, want, sizeof want) == 0;
-        ok &= id != NULL && introspector_binding_ok(id, s->config, conn_uid(c), conn_vsock_cid(c));
+        ok &= id != NULL && introspector_binding_ok(id, id->domain ? domain_find(s, id->domain) : NULL, conn_uid(c),
+                                                    conn_vsock_cid(c));
         OPENSSL_cleanse(want, sizeof want);
 
         const struct ucred cred = { .pid = conn_pid(c), .uid = conn_uid(c), .gid = conn_gid(c) };

@@ -438,6 +438,8 @@ struct Domain {
         /* libvirt.c: what kvmid's libvirt connection says (config wins for
          * role, cookie and labels; libvirt supplies id, state and CID). */
         bool from_libvirt;          /* defined in libvirt (as last seen) */
+        bool down_recorded;         /* domain-down audited since it was last up: the hook's
+                                     * stopped/release and libvirt's event make one record */
         bool libvirt_seen;          /* resync mark */
         int libvirt_id;             /* -1: not running */
         DomainRunState state;
@@ -541,8 +543,10 @@ int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[3
 /* Whether a peer (uid over Unix, or vsock CID if cid != 0) may
  * authenticate as id: a VM-bound identity from its VM's CID, or on Unix
  * from its listed uids; an unbound one only on Unix, from its uids if it
- * lists any. */
-bool introspector_binding_ok(const IdentityConfig *id, const Config *c, uid_t uid, uint32_t cid);
+ * lists any.  vm is the registry's domain named by id's domain = (config
+ * or libvirt; NULL if unknown): its CID as libvirt or the config gives it,
+ * and only while libvirt says it runs (a stopped VM's CID may be reused). */
+bool introspector_binding_ok(const IdentityConfig *id, const Domain *vm, uid_t uid, uint32_t cid);
 /* The identity a connection authenticated as, or NULL. */
 const char *introspector_identity(const Conn *c);
 

@@ -57,24 +57,37 @@ START_TEST(test_binding) {
         const IdentityConfig *invm = config_find_identity(c, "invm"), *helper = config_find_identity(c, "helper"),
                              *host = config_find_identity(c, "host"), *anyuid = config_find_identity(c, "anyuid"),
                              *nocid = config_find_identity(c, "nocid");
+        /* The registry's view of the bound VMs: vm-a with its config CID
+         * 42, vm-nocid without one. */
+        const Domain vm_a = { .config_cid = 42, .state = DOMAIN_STATE_UNKNOWN },
+                     vm_nocid = { .state = DOMAIN_STATE_UNKNOWN };
 
         /* VM-bound: from its VM's CID only */
-        ck_assert(introspector_binding_ok(invm, c, (uid_t) -1, 42));
-        ck_assert(!introspector_binding_ok(invm, c, (uid_t) -1, 43));
-        ck_assert(!introspector_binding_ok(invm, c, 0, 0));             /* not on Unix without uid= */
+        ck_assert(introspector_binding_ok(invm, &vm_a, (uid_t) -1, 42));
+        ck_assert(!introspector_binding_ok(invm, &vm_a, (uid_t) -1, 43));
+        ck_assert(!introspector_binding_ok(invm, &vm_a, 0, 0));             /* not on Unix without uid= */
+        ck_assert(!introspector_binding_ok(invm, NULL, (uid_t) -1, 42));    /* its VM unknown */
         /* VM-bound with uids: also those uids on Unix */
-        ck_assert(introspector_binding_ok(helper, c, 7, 0));
-        ck_assert(!introspector_binding_ok(helper, c, 8, 0));
-        ck_assert(introspector_binding_ok(helper, c, (uid_t) -1, 42));
+        ck_assert(introspector_binding_ok(helper, &vm_a, 7, 0));
+        ck_assert(!introspector_binding_ok(helper, &vm_a, 8, 0));
+        ck_assert(introspector_binding_ok(helper, &vm_a, (uid_t) -1, 42));
         /* host tools: Unix only */
-        ck_assert(introspector_binding_ok(host, c, 1000, 0));
-        ck_assert(!introspector_binding_ok(host, c, 1001, 0));
-        ck_assert(!introspector_binding_ok(host, c, (uid_t) -1, 42));
-        ck_assert(introspector_binding_ok(anyuid, c, 12345, 0));
-        ck_assert(!introspector_binding_ok(anyuid, c, (uid_t) -1, 42));  /* unbound: never over vsock */
+        ck_assert(introspector_binding_ok(host, NULL, 1000, 0));
+        ck_assert(!introspector_binding_ok(host, NULL, 1001, 0));
+        ck_assert(!introspector_binding_ok(host, &vm_a, (uid_t) -1, 42));
+        ck_assert(introspector_binding_ok(anyuid, NULL, 12345, 0));
+        ck_assert(!introspector_binding_ok(anyuid, &vm_a, (uid_t) -1, 42)); /* unbound: never over vsock */
         /* a VM without a known CID cannot be matched */
-        ck_assert(!introspector_binding_ok(nocid, c, (uid_t) -1, 42));
-        ck_assert(!introspector_binding_ok(nocid, c, (uid_t) -1, 0));
+        ck_assert(!introspector_binding_ok(nocid, &vm_nocid, (uid_t) -1, 42));
+        ck_assert(!introspector_binding_ok(nocid, &vm_nocid, (uid_t) -1, 0));
+        /* libvirt's CID wins over the config's; a stopped VM matches nothing
+         * (its CID may be another VM's now) */
+        const Domain running = { .config_cid = 42, .libvirt_cid = 50, .from_libvirt = true,
+                                 .state = DOMAIN_STATE_RUNNING },
+                     stopped = { .libvirt_cid = 50, .from_libvirt = true, .state = DOMAIN_STATE_SHUTOFF };
+        ck_assert(introspector_binding_ok(invm, &running, (uid_t) -1, 50));
+        ck_assert(!introspector_binding_ok(invm, &running, (uid_t) -1, 42));
+        ck_assert(!introspector_binding_ok(invm, &stopped, (uid_t) -1, 50));
 }
 END_TEST
 
