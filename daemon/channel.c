@@ -156,6 +156,8 @@ static void channel_audit_handshake(Channel *ch, const char *reason) {
                 .data = data,
         });
         ch->confirmed = true;
+        if (!reason && ch->domain)
+                ch->domain->down_recorded = false;      /* running again: its next end is recorded */
 }
 
 /* Closing never frees: the channel may be deep in its own callbacks, so it

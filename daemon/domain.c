@@ -361,6 +361,7 @@ void domain_up(Domain *d) {
                 if (domain_vsock_cid(d))
                         json_object_object_add(data, "cid", json_object_new_int64(domain_vsock_cid(d)));
         }
+        d->down_recorded = false;
         log_info("domain \"%s\" is up (id %d)", d->name, d->libvirt_id);
         server_audit(d->server, &(AuditEvent) { .kind = AUDIT_KIND_DOMAIN_UP, .target = d->name,
                                                 .uuid = d->uuid_str, .data = data });
@@ -369,9 +370,16 @@ void domain_up(Domain *d) {
 void domain_gone(Domain *d, const char *reason) {
         Server *s = d->server;
 
-        log_info("domain \"%s\" is down: %s", d->name, reason);
-        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DOMAIN_DOWN, .target = d->name, .uuid = d->uuid_str,
-                                        .reason = reason });
+        /* The teardown below is idempotent and always runs; the record
+         * and the log line only once per time the domain was up. */
+        if (d->down_recorded)
+                log_debug("domain \"%s\" is down (already recorded): %s", d->name, reason);
+        else {
+                log_info("domain \"%s\" is down: %s", d->name, reason);
+                server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DOMAIN_DOWN, .target = d->name,
+                                                .uuid = d->uuid_str, .reason = reason });
+                d->down_recorded = true;
+        }
         /* As target: its tokens, sessions (with their mappings) and watchers. */
         token_target_gone(s->tokens, d);
         session_end_target(s, d, reason);

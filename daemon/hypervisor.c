@@ -506,8 +506,7 @@ static int hypervisor_domain_stopped(Call *call, struct json_object *parameters,
                 return call_reply_invalid_parameter(call, "name");
         d = domain_find(s, name);
         known = d != NULL;
-        /* stopped, then release: one domain-down, not two */
-        if (d && !(d->from_libvirt && !domain_state_is_up(d->state) && !d->channel && d->libvirt_id < 0)) {
+        if (d) {
                 if (d->from_libvirt)
                         d->state = DOMAIN_STATE_SHUTOFF;
                 domain_gone(d, reason); /* may free d */

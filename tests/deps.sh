@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config
       libevent-dev libjson-c-dev libsystemd-dev libvirt-dev libxml2-dev libssl-dev libinih-dev check
-      python3 mandoc valgrind varlink-go systemd strace"
+      python3 mandoc valgrind varlink-go systemd strace libvirt-daemon libvirt-clients"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -5,10 +5,11 @@
 states, vsock CIDs and roles from kvmid's metadata; a libvirt-only domain
 completes a KVMI handshake (cookie none from its metadata); a config entry
 for the same domain wins for the cookie; status shows the connection; an
-unreachable URI degrades (one log line, back-off) instead of failing.
+unreachable URI degrades (one log line, back-off) instead of failing;
+with no uri= the default is qemu:///system.
 
-Limitation: the test driver's state is per connection, so kvmid cannot see
-another client's destroy/undefine; lifecycle transitions are not driven here."""
+A test:///PATH driver's state is kvmid's connection's alone, so lifecycle
+transitions are driven in test-libvirtd.py, through a private libvirtd."""
 
 import json
 import os
