@@ -30,7 +30,8 @@ typedef struct Mapping {
         bool pending;                   /* allowed, record not yet durable */
         bool unmapping;                 /* MemUnmap allowed, record not yet durable */
         bool revoked;                   /* unlinked while a record was pending: its callback frees it */
-        struct Mapping *next;
+        struct Mapping *next, **pprev;  /* every mapping, newest first */
+        struct Mapping *hnext;          /* its (introspector VM, local gpa) bucket */
 } Mapping;
 
 typedef struct Watcher {
@@ -40,14 +41,81 @@ typedef struct Watcher {
         struct Watcher *next;
 } Watcher;
 
+#define MAPPING_BUCKETS_MIN 64
+
 struct Hypervisor {
         Mapping *mappings;
+        /* MemMap's duplicate check and MemUnmap look mappings up by
+         * (introspector VM, local gpa): a hash, so thousands of live
+         * mappings cost no scan per decision. */
+        Mapping **buckets;
+        size_t n_buckets, n_mappings;
         Watcher *watchers;
 };
 
 int hypervisor_new(Server *s) {
-        s->hypervisor = calloc(1, sizeof *s->hypervisor);
-        return s->hypervisor ? 0 : -ENOMEM;
+        struct Hypervisor *h = calloc(1, sizeof *h);
+
+        if (!h || !(h->buckets = calloc(MAPPING_BUCKETS_MIN, sizeof *h->buckets))) {
+                free(h);
+                return -ENOMEM;
+        }
+        h->n_buckets = MAPPING_BUCKETS_MIN;
+        s->hypervisor = h;
+        return 0;
+}
+
+static size_t mapping_hash(const char *vm, uint64_t local_gpa) {
+        uint64_t x = 1469598103934665603ULL;     /* FNV-1a over the name, then the page number mixed in */
+
+        for (const unsigned char *p = (const unsigned char *) vm; *p; p++)
+                x = (x ^ *p) * 1099511628211ULL;
+        x ^= local_gpa >> 12;
+        x *= 0x9e3779b97f4a7c15ULL;
+        return (size_t) (x ^ (x >> 29));
+}
+
+static Mapping **mapping_bucket(struct Hypervisor *h, const char *vm, uint64_t local_gpa) {
+        return &h->buckets[mapping_hash(vm, local_gpa) & (h->n_buckets - 1)];
+}
+
+/* The mapping of local_gpa in VM vm (at most one: MemMap refuses a second). */
+static Mapping *mapping_find(struct Hypervisor *h, const char *vm, uint64_t local_gpa) {
+        for (Mapping *m = *mapping_bucket(h, vm, local_gpa); m; m = m->hnext)
+                if (m->local_gpa == local_gpa && streq(m->introspector, vm))
+                        return m;
+        return NULL;
+}
+
+/* Doubling keeps chains short; failing to grow only lengthens them. */
+static void mapping_grow(struct Hypervisor *h) {
+        size_t n = h->n_buckets * 2;
+        Mapping **b = calloc(n, sizeof *b);
+
+        if (!b)
+                return;
+        free(h->buckets);
+        h->buckets = b;
+        h->n_buckets = n;
+        for (Mapping *m = h->mappings; m; m = m->next) {
+                Mapping **head = mapping_bucket(h, m->introspector, m->local_gpa);
+                m->hnext = *head;
+                *head = m;
+        }
+}
+
+static void mapping_link(struct Hypervisor *h, Mapping *m) {
+        if (h->n_mappings + 1 > h->n_buckets)
+                mapping_grow(h);
+        m->next = h->mappings;
+        if (m->next)
+                m->next->pprev = &m->next;
+        m->pprev = &h->mappings;
+        h->mappings = m;
+        Mapping **head = mapping_bucket(h, m->introspector, m->local_gpa);
+        m->hnext = *head;
+        *head = m;
+        h->n_mappings++;
 }
 
 static void mapping_free(Mapping *m) {
@@ -73,6 +141,7 @@ void hypervisor_free(Server *s) {
                 h->mappings = m->next;
                 mapping_free(m);
         }
+        free(h->buckets);
         while (h->watchers) {
                 Watcher *w = h->watchers;
                 h->watchers = w->next;
@@ -83,11 +152,20 @@ void hypervisor_free(Server *s) {
 }
 
 static void mapping_unlink(struct Hypervisor *h, Mapping *m) {
-        for (Mapping **p = &h->mappings; *p; p = &(*p)->next)
+        if (!m->pprev)
+                return;
+        *m->pprev = m->next;
+        if (m->next)
+                m->next->pprev = m->pprev;
+        m->pprev = NULL;
+        m->next = NULL;
+        for (Mapping **p = mapping_bucket(h, m->introspector, m->local_gpa); *p; p = &(*p)->hnext)
                 if (*p == m) {
-                        *p = m->next;
-                        return;
+                        *p = m->hnext;
+                        break;
                 }
+        m->hnext = NULL;
+        h->n_mappings--;
 }
 
 static void map_audit(Server *s, AuditKind kind, const char *identity, const char *vm, const char *target,
@@ -245,11 +323,10 @@ static int hypervisor_mem_map(Call *call, struct json_object *parameters, void *
                 snprintf(why, sizeof why, "the session has its %u mappings (max-mappings)", dec.limits.max_mappings);
                 return DENY(why, rule);
         }
-        for (const Mapping *m = h->mappings; m; m = m->next)
-                if (m->local_gpa == (uint64_t) lgpa && streq(m->introspector, vm)) {
-                        snprintf(why, sizeof why, "local gpa 0x%" PRIx64 " is already mapped", (uint64_t) lgpa);
-                        return DENY(why, rule);
-                }
+        if (mapping_find(h, vm, (uint64_t) lgpa)) {
+                snprintf(why, sizeof why, "local gpa 0x%" PRIx64 " is already mapped", (uint64_t) lgpa);
+                return DENY(why, rule);
+        }
 #undef DENY
 
         Mapping *m = calloc(1, sizeof *m);
@@ -267,8 +344,7 @@ static int hypervisor_mem_map(Call *call, struct json_object *parameters, void *
         memcpy(m->token_id, tok->id, sizeof m->token_id);
         m->session = tok->session;
         m->pending = true;
-        m->next = h->mappings;
-        h->mappings = m;
+        mapping_link(h, m);
         /* Nobody else may redeem it while the record is on its way. */
         token_set_state(s->tokens, tok, TOKEN_MAPPING);
         p->server = s;
@@ -328,9 +404,9 @@ static int hypervisor_mem_unmap(Call *call, struct json_object *parameters, void
 
         if (lgpa < 0)
                 return call_reply_invalid_parameter(call, "local_gpa");
-        for (m = h->mappings; m; m = m->next)
-                if (m->local_gpa == (uint64_t) lgpa && streq(m->introspector, vm) && !m->pending && !m->unmapping)
-                        break;
+        m = mapping_find(h, vm, (uint64_t) lgpa);
+        if (m && (m->pending || m->unmapping))
+                m = NULL;
         if (!m) {
                 snprintf(why, sizeof why, "no mapping of local gpa 0x%" PRIx64 " recorded for \"%s\"", (uint64_t) lgpa,
                          vm);
