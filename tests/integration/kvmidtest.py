@@ -1,6 +1,8 @@
 """Harness for kvmid integration tests: start the real daemon in a temporary
 directory, talk to it over its sockets, report as TAP."""
 
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -113,6 +115,20 @@ class Varlink:
             return False
         except ConnectionResetError:
             return True
+
+
+def auth_proof(key, nonce, name, binding=None):
+    """io.kvmid.Introspector's proof: HMAC-SHA256(key, "kvmid-auth-v1" 0x00 ||
+    nonce || name 0x00 || binding), binding "unix:EUID" unless given."""
+    msg = b"kvmid-auth-v1\0" + nonce + name.encode() + b"\0" + (binding or "unix:%d" % os.getuid()).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def authenticate(conn, name, key, binding=None):
+    """Hello then Authenticate on conn (anything with call(method, params)
+    returning the reply); returns Authenticate's reply."""
+    nonce = bytes.fromhex(conn.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"])
+    return conn.call("io.kvmid.Introspector.Authenticate", {"name": name, "proof": auth_proof(key, nonce, name, binding)})
 
 
 class Daemon:

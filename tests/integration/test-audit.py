@@ -6,8 +6,6 @@ audit verify, kill -9 during a burst of durable allows losing none that
 were answered, and fail-closed when the log cannot be written."""
 
 import glob
-import hashlib
-import hmac
 import json
 import os
 import resource
@@ -18,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import kvmidtest
 from kvmidtest import Daemon, Tap, Varlink, KVMICTL, run_sim, kvmi_socket, KVMI_SIM
 
 t = Tap()
@@ -70,10 +69,7 @@ def verify(paths):
 def authenticate(sock_path, name, key, wrong=False):
     v = Varlink(sock_path)
     try:
-        nonce = v.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"]
-        msg = b"kvmid-auth-v1\0" + bytes.fromhex(nonce) + name.encode() + b"\0" + ("unix:%d" % os.getuid()).encode()
-        proof = hmac.new(b"x" * 32 if wrong else key, msg, hashlib.sha256).hexdigest()
-        return v.call("io.kvmid.Introspector.Authenticate", {"name": name, "proof": proof})
+        return kvmidtest.authenticate(v, name, b"x" * 32 if wrong else key)
     finally:
         v.close()
 

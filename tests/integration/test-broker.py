@@ -4,8 +4,6 @@ kernels' map tokens), introspector tools over the Introspector socket and
 the VMM over the Hypervisor socket. Every deny path and every allow path,
 each checked in the reply and in the audit record."""
 
-import hashlib
-import hmac
 import json
 import os
 import select
@@ -13,7 +11,7 @@ import signal
 import socket
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, Varlink, Sim, kvmi_socket, skip_all, KVMI_SIM, wait_for
+from kvmidtest import Daemon, Tap, Varlink, Sim, auth_proof, kvmi_socket, skip_all, KVMI_SIM, wait_for
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -113,14 +111,9 @@ def hello(v):
     return bytes.fromhex(v.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"])
 
 
-def proof(k, nonce, name, binding=None):
-    msg = b"kvmid-auth-v1\0" + nonce + name.encode() + b"\0" + (binding or "unix:%d" % UID).encode()
-    return hmac.new(k, msg, hashlib.sha256).hexdigest()
-
-
 def auth(v, name, k=None):
     n = hello(v)
-    return v.call("io.kvmid.Introspector.Authenticate", {"name": name, "proof": proof(k or KEYS[name], n, name)})
+    return v.call("io.kvmid.Introspector.Authenticate", {"name": name, "proof": auth_proof(k or KEYS[name], n, name)})
 
 
 def login(name):
@@ -147,7 +140,7 @@ try:
     s0 = last_seq()
     t.eq(err(auth(v, "forensics", b"\0" * 32)), "io.kvmid.Introspector.AuthenticationFailed", "wrong key")
     n = hello(v)
-    p = proof(KEYS["forensics"], n, "forensics")
+    p = auth_proof(KEYS["forensics"], n, "forensics")
     t.ok("error" not in v.call("io.kvmid.Introspector.Authenticate", {"name": "forensics", "proof": p}), "right key")
     v2 = intro()
     hello(v2)
@@ -158,7 +151,7 @@ try:
          "VM-bound identity without uid= on the Unix socket")
     n = hello(v2)
     t.eq(err(v2.call("io.kvmid.Introspector.Authenticate",
-                     {"name": "slow", "proof": proof(KEYS["slow"], n, "slow", "vsock:5")})),
+                     {"name": "slow", "proof": auth_proof(KEYS["slow"], n, "slow", "vsock:5")})),
          "io.kvmid.Introspector.AuthenticationFailed", "proof bound to another peer (vsock CID) refused on unix")
     fails = audit("auth-fail", s0)
     t.ok(len(fails) == 5 and all(r["decision"] == "deny" and r["subject"]["uid"] == UID for r in fails),

@@ -4,15 +4,13 @@ and exact counts for each, and a deliberately stalled subscriber (never
 reads) that gets missed counts while the others get everything and the
 daemon's memory stays bounded."""
 
-import hashlib
-import hmac
 import json
 import os
 import select
 import socket
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, Sim, kvmi_socket, skip_all, KVMI_SIM
+from kvmidtest import Daemon, Tap, Sim, authenticate, kvmi_socket, skip_all, KVMI_SIM
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -77,9 +75,7 @@ class Conn:
 
 def login(path):
     c = Conn(path)
-    nonce = bytes.fromhex(c.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"])
-    msg = b"kvmid-auth-v1\0" + nonce + b"tool\0" + ("unix:%d" % os.getuid()).encode()
-    r = c.call("io.kvmid.Introspector.Authenticate", {"name": "tool", "proof": hmac.new(k, msg, hashlib.sha256).hexdigest()})
+    r = authenticate(c, "tool", k)
     assert "error" not in r, r
     return c
 

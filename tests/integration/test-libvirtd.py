@@ -10,8 +10,6 @@ libvirt's stop event makes one domain-down record; and libvirtd restarting
 (its state starts afresh) is noticed, reconnected with back-off and
 resynced, and the sessions on the domains that vanished end."""
 
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -23,7 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvmidtest import Tap, Daemon, Varlink, Sim, KVMICTL, KVMI_SIM, kvmi_socket, skip_all, wait_for  # noqa: E402
+from kvmidtest import (Tap, Daemon, Varlink, Sim, KVMICTL, KVMI_SIM, authenticate, kvmi_socket, skip_all,  # noqa: E402
+                       wait_for)
 
 LIBVIRTD = shutil.which("libvirtd") or ("/usr/sbin/libvirtd" if os.access("/usr/sbin/libvirtd", os.X_OK) else None)
 VIRSH = shutil.which("virsh")
@@ -134,10 +133,7 @@ try:
 
     def login():
         v = Varlink(d.socket("introspector"))
-        nonce = bytes.fromhex(v.call("io.kvmid.Introspector.Hello")["parameters"]["nonce"])
-        msg = b"kvmid-auth-v1\0" + nonce + b"tool\0" + ("unix:%d" % UID).encode()
-        r = v.call("io.kvmid.Introspector.Authenticate",
-                   {"name": "tool", "proof": hmac.new(key, msg, hashlib.sha256).hexdigest()})
+        r = authenticate(v, "tool", key)
         assert "error" not in r, r
         return v
 
