@@ -156,8 +156,6 @@ static void channel_audit_handshake(Channel *ch, const char *reason) {
                 .data = data,
         });
         ch->confirmed = true;
-        if (!reason && ch->domain)
-                ch->domain->down_recorded = false;      /* running again: its next end is recorded */
 }
 
 /* Closing never frees: the channel may be deep in its own callbacks, so it
@@ -474,6 +472,7 @@ static void on_version(Channel *ch, const PendingCmd *p, const KvmiReply *r) {
         }
         d->kvmi_version = r->version.version;
         channel_audit_handshake(ch, NULL);
+        d->down_recorded = false;       /* running again: its next end is recorded */
         ch->max_msg = kvmi_version_max_msg_size(ch->numbering, &r->version);
         d->max_msg_size = (uint32_t) ch->max_msg;
         d->commands |= 1U << KVMI_CMD_GET_VERSION;

@@ -15,6 +15,7 @@
 #include "kvmid.h"
 
 #define DEFAULT_RUNTIME_DIR RUNSTATEDIR "/kvmid"
+#define DEFAULT_LIBVIRT_URI "qemu:///system"
 
 static const struct {
         Role role;

@@ -87,6 +87,13 @@ static Mapping *mapping_find(struct Hypervisor *h, const char *vm, uint64_t loca
         return NULL;
 }
 
+static void mapping_hash_add(struct Hypervisor *h, Mapping *m) {
+        Mapping **head = mapping_bucket(h, m->introspector, m->local_gpa);
+
+        m->hnext = *head;
+        *head = m;
+}
+
 /* Doubling keeps chains short; failing to grow only lengthens them. */
 static void mapping_grow(struct Hypervisor *h) {
         size_t n = h->n_buckets * 2;
@@ -97,11 +104,8 @@ static void mapping_grow(struct Hypervisor *h) {
         free(h->buckets);
         h->buckets = b;
         h->n_buckets = n;
-        for (Mapping *m = h->mappings; m; m = m->next) {
-                Mapping **head = mapping_bucket(h, m->introspector, m->local_gpa);
-                m->hnext = *head;
-                *head = m;
-        }
+        for (Mapping *m = h->mappings; m; m = m->next)
+                mapping_hash_add(h, m);
 }
 
 static void mapping_link(struct Hypervisor *h, Mapping *m) {
@@ -112,9 +116,7 @@ static void mapping_link(struct Hypervisor *h, Mapping *m) {
                 m->next->pprev = &m->next;
         m->pprev = &h->mappings;
         h->mappings = m;
-        Mapping **head = mapping_bucket(h, m->introspector, m->local_gpa);
-        m->hnext = *head;
-        *head = m;
+        mapping_hash_add(h, m);
         h->n_mappings++;
 }
 
@@ -586,7 +588,7 @@ static int hypervisor_domain_stopped(Call *call, struct json_object *parameters,
                 if (d->from_libvirt)
                         d->state = DOMAIN_STATE_SHUTOFF;
                 domain_gone(d, reason); /* may free d */
-        } else if (!d)
+        } else
                 log_info("hook: unknown domain \"%s\" stopped", name);
 
         struct json_object *reply = json_object_new_object();

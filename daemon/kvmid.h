@@ -172,7 +172,6 @@ struct Config {
         DomainConfig *domains;
         IdentityConfig *identities;
         char *libvirt_uri;           /* [libvirt] uri =; NULL: no libvirt connection */
-#define DEFAULT_LIBVIRT_URI "qemu:///system"
 };
 
 /* Build the defaults for runtime_dir, then apply the file (if path non-NULL).
@@ -512,8 +511,8 @@ void domain_libvirt_undefined(Domain *d);
 const char *domain_state_to_string(DomainRunState st);
 const char *domain_source_to_string(const Domain *d);
 uint32_t domain_vsock_cid(const Domain *d);
-/* Hook of the fan-out path: called after the event was acked. */
-/* Returns the deliveries queued to subscribers. */
+/* Hook of the fan-out path: called after the event was acked.  Returns
+ * the deliveries queued to subscribers. */
 size_t domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec);
 /* The recent guest requests, oldest first: *ret_n entries of d->recent
  * starting at the returned index (modulo recent_size). */

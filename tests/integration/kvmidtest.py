@@ -117,6 +117,12 @@ class Varlink:
             return True
 
 
+def off_host_libvirt(config):
+    """config, kept off the host's libvirt (kvmid's default is
+    qemu:///system) unless it has a [libvirt] section of its own."""
+    return config if "[libvirt]" in config else config + "\n[libvirt]\nuri = none\n"
+
+
 def auth_proof(key, nonce, name, binding=None):
     """io.kvmid.Introspector's proof: HMAC-SHA256(key, "kvmid-auth-v1" 0x00 ||
     nonce || name 0x00 || binding), binding "unix:EUID" unless given."""
@@ -157,10 +163,8 @@ class Daemon:
         self.wait_ready(60 if valgrind else 10)
 
     def write_config(self, text):
-        """Without a [libvirt] section of its own, a test's kvmid stays off
-        the host's libvirt (the default is qemu:///system)."""
         with open(self.config_path, "w") as f:
-            f.write(text if "[libvirt]" in text else text + "\n[libvirt]\nuri = none\n")
+            f.write(off_host_libvirt(text))
 
     def socket(self, name):
         return os.path.join(self.runtime, {"admin": "io.kvmid.Admin",
