@@ -26,7 +26,6 @@
 #define CHANNEL_IN_MAX          (KVMI_HANDSHAKE_MAX_SIZE + KVMI_MSG_HDR_SIZE + KVMI_MAX_MSG_SIZE_LIMIT)
 #define CHANNEL_OUT_MAX         (256U * 1024U)  /* a kernel that stops reading is broken */
 #define CHANNEL_BATCH           64              /* guest requests handed on per ack write */
-#define CHANNEL_YIELD_DELIVERIES 16             /* fan-out long enough to yield the CPU for */
 #define COOKIE_MAX              (64U * 1024U)
 #define ACCEPT_PAUSE_USEC       100000
 
@@ -662,7 +661,7 @@ typedef struct Batch {
 static void batch_deliver(Channel *ch, Batch *b) {
         uint64_t lat = now_nsec() - b->t_read_ns;
         Domain *d = ch->domain;
-        size_t queued = 0;
+        size_t writes = 0;
 
         if (ch->dead || !d) {
                 b->n = 0;
@@ -671,7 +670,7 @@ static void batch_deliver(Channel *ch, Batch *b) {
         for (size_t i = 0; i < b->n; i++) {
                 latency_add(&d->ack_latency, lat);
                 if (b->ev[i].event == KVMI_EV_HYPERCALL && kvmi_event_is_guest_request(&b->ev[i]))
-                        queued += domain_guest_request(d, &b->ev[i], b->wall_usec);
+                        writes += domain_guest_request(d, &b->ev[i], b->wall_usec);
         }
         b->n = 0;
         /* Our acks just woke the vCPUs (or the kernel's KVMI receiver).
@@ -680,7 +679,7 @@ static void batch_deliver(Channel *ch, Batch *b) {
          * a long fan-out ahead hand the CPU over first; for a short one
          * the extra context switch costs more than it saves.  Without
          * this, ack p99 tripled at 64 subscribers on 2 CPUs (bench-fanout). */
-        if (queued >= CHANNEL_YIELD_DELIVERIES)
+        if (writes >= FANOUT_YIELD_WRITES)
                 (void) sched_yield();
 }
 
@@ -767,7 +766,7 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
                 KvmiMsgHdr h;
 
                 if (ch->state == CHANNEL_HANDSHAKE) {
-                        r = kvmi_handshake_frame_check(p, avail, KVMI_QEMU2INTROSPECTOR_SIZE);
+                        r = kvmi_handshake_frame_check(p, avail, KVMI_QEMU2INTROSPECTOR_MIN_SIZE);
                         if (r == 0) {
                                 if (avail >= 4 && channel_grow(ch, off + le32(p)) < 0)
                                         channel_fail(ch, "handshake larger than the buffer");
@@ -822,15 +821,20 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
 static void channel_on_read(evutil_socket_t fd, short what, void *userdata) {
         Channel *ch = userdata;
 
-        /* A few reads per wakeup, so one busy target cannot starve others. */
+        /* A few reads per wakeup, so one busy target cannot starve others;
+         * a short read drained the socket, and the level-triggered ev_read
+         * reports what comes next (a read to see EAGAIN would cost a
+         * syscall per event in a closed loop). */
         for (int i = 0; i < 8 && !ch->dead; i++) {
+                size_t space;
                 ssize_t n;
 
                 if (ch->in_len == ch->in_cap && channel_grow(ch, ch->in_cap * 2) < 0) {
                         channel_fail(ch, "input buffer full");
                         return;
                 }
-                n = read(ch->fd, ch->in + ch->in_len, ch->in_cap - ch->in_len);
+                space = ch->in_cap - ch->in_len;
+                n = read(ch->fd, ch->in + ch->in_len, space);
                 if (n < 0 && (errno == EAGAIN || errno == EINTR))
                         return;
                 if (n < 0 && errno != ECONNRESET) {
@@ -852,6 +856,8 @@ static void channel_on_read(evutil_socket_t fd, short what, void *userdata) {
                 }
                 ch->in_len += (size_t) n;
                 channel_process(ch, now_nsec());
+                if ((size_t) n < space)
+                        return;
         }
 }
 

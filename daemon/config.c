@@ -408,6 +408,9 @@ static int parse_session_key(SessionConfig *sc, const char *key, const char *v, 
                 sc->queue_bytes = (size_t) x;
                 return 0;
         }
+        if (streq(key, "subscriber-flush-delay"))
+                return parse_number_key(v, 0, 100000, &sc->flush_delay_usec, ret_why,
+                                        "expected microseconds from 0 to 100000");
         if (streq(key, "token-timeout"))
                 return parse_number_key(v, 1, 600000, &sc->token_timeout_msec, ret_why,
                                         "expected milliseconds from 1 to 600000");
@@ -661,6 +664,7 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->session.max_per_connection = 64;
         c->session.queue_events = 1024;
         c->session.queue_bytes = 512 * 1024;
+        c->session.flush_delay_usec = 200;
         c->session.token_timeout_msec = 5000;
         c->session.token_lifetime_msec = 3000;
         c->session.max_tokens = 64;

@@ -135,6 +135,7 @@ typedef struct SessionConfig {
         unsigned max_per_connection;
         unsigned queue_events;          /* per subscriber: deliveries queued before it misses */
         size_t queue_bytes;
+        unsigned flush_delay_usec;      /* a busy subscriber's deliveries share a write per this */
         unsigned token_timeout_msec;    /* waiting for a free kernel token */
         unsigned token_lifetime_msec;   /* the kernel's expiry */
         unsigned max_tokens;            /* live per session */
@@ -255,8 +256,15 @@ int call_reply_error(Call *call, const char *error, struct json_object *paramete
 int call_reply_invalid_parameter(Call *call, const char *parameter);
 /* An error whose only parameter is "reason"; nothing if the caller is gone. */
 int call_reply_error_reason(Call *call, const char *error, const char *reason);
-/* Queue an already-encoded reply blob (shared by many calls: fan-out). */
-int call_reply_blob(Call *call, VarlinkBlob *blob, bool final);
+/* Queue an already-encoded continues:true reply (a blob shared by many calls:
+ * fan-out).  If the connection wrote less than delay_usec ago it waits for
+ * the next flush tick (at most delay_usec) to share one write; any other
+ * reply flushes it at once.  Returns 1 if the write happens in this loop
+ * iteration, 0 if it waits, or -errno. */
+int call_publish_blob(Call *call, VarlinkBlob *blob, uint64_t delay_usec);
+/* A run of this many subscriber writes right after acks yields the CPU
+ * first: the acks woke vCPUs that would otherwise wait the run out. */
+#define FANOUT_YIELD_WRITES 16
 
 Role conn_role(const Conn *c);
 uid_t conn_uid(const Conn *c);
@@ -292,6 +300,11 @@ struct Conn {
         struct event *ev_read, *ev_write, *ev_timer, *ev_process;
         short read_what;
         bool write_armed;
+        bool urgent;                 /* output queued that must not wait for ev_flush */
+        uint64_t flush_delay_usec;   /* of the deferrable output queued */
+        uint64_t flushed_usec;       /* last write */
+        bool deferred;               /* on the server's flush-tick list */
+        Conn *deferred_next;
         Call *current;               /* the one call in flight; calls run in order */
         size_t pending_msgs;         /* complete messages waiting behind it */
         unsigned state;
@@ -331,6 +344,8 @@ struct Server {
         Conn *conns;
         Conn *graveyard;             /* closed, freed from the loop */
         struct event *ev_reap;
+        Conn *deferred;              /* subscribers waiting for the flush tick */
+        struct event *ev_flush_tick;
         uint64_t next_conn_id;
         bool stopping;
         /* module state */
@@ -512,7 +527,8 @@ const char *domain_state_to_string(DomainRunState st);
 const char *domain_source_to_string(const Domain *d);
 uint32_t domain_vsock_cid(const Domain *d);
 /* Hook of the fan-out path: called after the event was acked.  Returns
- * the deliveries queued to subscribers. */
+ * the subscriber writes it set off in this loop iteration (deliveries
+ * that wait for the flush tick do not count). */
 size_t domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec);
 /* The recent guest requests, oldest first: *ret_n entries of d->recent
  * starting at the returned index (modulo recent_size). */
@@ -601,7 +617,8 @@ Session *session_find(Server *s, const char *id);
 void session_recheck(Server *s);
 /* A guest request as subscribers (and GetDomain) see it. */
 struct json_object *session_event_json(const Domain *d, const GuestRequest *g, uint64_t missed);
-/* The fan-out hook: serialize once, queue to every permitted subscriber. */
+/* The fan-out hook: serialize once, queue to every permitted subscriber;
+ * returns the writes set off now, as domain_guest_request. */
 size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid);
 size_t session_count(const Server *s);
 /* Admin.WatchEvents: an operator's stream of d's guest requests. */

@@ -412,6 +412,8 @@ Server *server_free(Server *s) {
 
         safe_close(s->kvmi_fd_passed);
         event_free(s->ev_reap);
+        if (s->ev_flush_tick)
+                event_free(s->ev_flush_tick);
         dispatch_free(s->dispatch);
         certification_free(s->certification);
         config_free(s->config);

@@ -670,7 +670,8 @@ static VarlinkBlob *event_blob(const Domain *d, const GuestRequest *g, uint64_t 
 
 size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid) {
         VarlinkBlob *shared = NULL;
-        size_t queued = 0;
+        size_t writes = 0;
+        int r;
 
         if (!d->subscribers)
                 return 0;
@@ -691,7 +692,7 @@ size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid
                         blob = event_blob(d, g, sub->missed_pending);   /* the rare, per-subscriber path */
                 else {
                         if (!shared && !(shared = event_blob(d, g, 0)))
-                                return queued;
+                                return writes;
                         blob = varlink_blob_ref(shared);
                 }
                 if (!blob) {
@@ -699,10 +700,11 @@ size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid
                         sub->missed_total++;
                         continue;
                 }
-                if (call_reply_blob(sub->call, blob, false) == 0) {
+                r = call_publish_blob(sub->call, blob, sc->flush_delay_usec);
+                if (r >= 0) {
                         sub->delivered++;
                         sub->missed_pending = 0;
-                        queued++;
+                        writes += r;
                 } else {
                         sub->missed_pending++;
                         sub->missed_total++;
@@ -710,7 +712,7 @@ size_t session_publish(Domain *d, const GuestRequest *g, const char *target_uuid
                 varlink_blob_unref(blob);
         }
         varlink_blob_unref(shared);
-        return queued;
+        return writes;
 }
 
 struct json_object *session_to_json(const Session *ss) {

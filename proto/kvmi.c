@@ -1093,11 +1093,13 @@ int kvmi_qemu2introspector_encode(void *buf, size_t bufsize, const KvmiQemu2Intr
 
         if (!buf || !h)
                 return -EINVAL;
-        if (h->struct_size < KVMI_QEMU2INTROSPECTOR_SIZE || h->struct_size > KVMI_HANDSHAKE_MAX_SIZE)
+        if (h->struct_size < KVMI_QEMU2INTROSPECTOR_MIN_SIZE || h->struct_size > KVMI_HANDSHAKE_MAX_SIZE)
                 return -EINVAL;
         name_len = strnlen(h->name, sizeof(h->name));
         if (name_len >= sizeof(h->name))
                 return -EINVAL;
+        if (name_len > h->struct_size - KVMI_QEMU2INTROSPECTOR_MIN_SIZE)
+                name_len = h->struct_size - KVMI_QEMU2INTROSPECTOR_MIN_SIZE;   /* an older, shorter struct */
         if (bufsize < h->struct_size)
                 return -ENOBUFS;
 
@@ -1116,14 +1118,14 @@ int kvmi_qemu2introspector_encode(void *buf, size_t bufsize, const KvmiQemu2Intr
 int kvmi_qemu2introspector_decode(const void *buf, size_t len, KvmiQemu2Introspector *ret) {
         KvmiQemu2Introspector h = {};
         const uint8_t *name;
-        size_t name_len;
+        size_t name_len, avail;
 
         if (!buf || len < sizeof(uint32_t))
                 return -EBADMSG;
 
         Reader rd = { .p = buf };
         h.struct_size = rd_u32(&rd);
-        if (h.struct_size < KVMI_QEMU2INTROSPECTOR_SIZE || h.struct_size > KVMI_HANDSHAKE_MAX_SIZE)
+        if (h.struct_size < KVMI_QEMU2INTROSPECTOR_MIN_SIZE || h.struct_size > KVMI_HANDSHAKE_MAX_SIZE)
                 return -ERANGE;
         if (len < h.struct_size)
                 return -EBADMSG;
@@ -1136,8 +1138,11 @@ int kvmi_qemu2introspector_decode(const void *buf, size_t len, KvmiQemu2Introspe
         if (rd.dirty)
                 return -EPROTO;
 
-        /* Bytes after the NUL are not ours to judge; zero them for callers. */
-        name_len = strnlen((const char *) name, KVMI_HANDSHAKE_NAME_SIZE);
+        /* Bytes after the NUL are not ours to judge; zero them for callers.
+         * A struct shorter than v7's (libkvmi accepts one that ends anywhere
+         * after start_time) carries what fits of the name, NUL or not. */
+        avail = MIN((size_t) h.struct_size - KVMI_QEMU2INTROSPECTOR_MIN_SIZE, (size_t) KVMI_HANDSHAKE_NAME_SIZE);
+        name_len = strnlen((const char *) name, avail);
         if (name_len >= KVMI_HANDSHAKE_NAME_SIZE)
                 return -EILSEQ;
         memcpy(h.name, name, name_len);

@@ -93,7 +93,8 @@
 #define KVMI_EVENT_SIZE                 544     /* struct kvmi_event (v7, with view) */
 #define KVMI_EVENT_REPLY_SIZE           16      /* kvmi_vcpu_hdr + kvmi_event_reply */
 #define KVMI_MAP_TOKEN_SIZE             32
-#define KVMI_QEMU2INTROSPECTOR_SIZE     96      /* the full v7 struct: decoder minimum */
+#define KVMI_QEMU2INTROSPECTOR_SIZE     96      /* the full v7 struct, as we send it */
+#define KVMI_QEMU2INTROSPECTOR_MIN_SIZE 32      /* the offset of name: what a peer must send */
 #define KVMI_INTROSPECTOR2QEMU_SIZE     24
 #define KVMI_HANDSHAKE_MAX_SIZE         (64U * 1024U)
 #define KVMI_HANDSHAKE_NAME_SIZE        64
@@ -413,7 +414,7 @@ typedef struct KvmiIntrospector2Qemu {
 
 /* Handshake framing on a stream: 0 = need more bytes, N > 0 = the
  * struct_size of the complete structure at the front, -ERANGE if
- * struct_size < min_size or > 64 KiB (min_size: KVMI_QEMU2INTROSPECTOR_SIZE
+ * struct_size < min_size or > 64 KiB (min_size: KVMI_QEMU2INTROSPECTOR_MIN_SIZE
  * or KVMI_INTROSPECTOR2QEMU_SIZE). */
 int kvmi_handshake_frame_check(const void *buf, size_t len, size_t min_size);
 

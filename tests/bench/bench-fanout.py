@@ -370,7 +370,7 @@ class Rig:
         deliveries = res["messages"]
         wall = (res["last_ns"] - t0) / 1e9
         return {"deliveries": deliveries, "missed": n * total - deliveries, "per_s": deliveries / wall,
-                "stalled_missed": stalled_missed,
+                "stalled_missed": stalled_missed, "cpu_ns": c1 - c0,
                 "cpu_us": (c1 - c0) / 1e3 / deliveries, "p50": rep["latency_ns"]["p50"] / 1e3,
                 "p99": rep["latency_ns"]["p99"] / 1e3}
 
@@ -436,6 +436,16 @@ def fanout():
                 missed_targets.append("CPU/delivery at %d subscribers" % n)
         print("%5s  %-26s %12s %9.2fx / %.1fx of write / writev%s" % (
             "", "kvmid / raw", "", kc / m(bw[n], "cpu_us"), kc / m(bv[n], "cpu_us"), verdict))
+        if n > 1 and 1 in SUBS:
+            # The split of that CPU: what each event costs whatever the
+            # subscriber count (its read, ack, wakeups: the 1-subscriber
+            # run), and what each further delivery adds (the fan-out).
+            one = thr[1]
+            extra = m(k, "deliveries") - m(one, "deliveries")
+            fanout_us = (m(k, "cpu_ns") - m(one, "cpu_ns")) / 1e3 / extra if extra > 0 else 0.0
+            print("%5s  %-26s %12s %10.3fus per further delivery; per event %.3fus, %.3fus of each delivery here" % (
+                "", "  of which fan-out", "", fanout_us, m(one, "cpu_ns") / 1e3 / m(one, "deliveries"),
+                m(one, "cpu_ns") / 1e3 / m(k, "deliveries")))
 
     if not args.no_latency:
         latency()

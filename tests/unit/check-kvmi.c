@@ -194,6 +194,39 @@ START_TEST(q2i_newer_qemu) {
 }
 END_TEST
 
+/* An older, shorter struct: libkvmi accepts any struct_size from the
+ * offset of name on, and so do we; the name is what fits, NUL or not. */
+START_TEST(q2i_older_qemu) {
+        KvmiQemu2Introspector h, d;
+        uint8_t m[96], buf[96];
+
+        copy_of(m, q2i_96, 96);
+        put32_at(m, 32);
+        memset(&d, 0xee, sizeof(d));
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 32, &d), 32);
+        ck_assert_uint_eq(d.struct_size, 32);
+        ck_assert(memcmp(d.uuid, test_uuid, 16) == 0);
+        ck_assert_int_eq(d.start_time, 0x00060b1c2d3e4f50LL);
+        ck_assert_str_eq(d.name, "");
+
+        put32_at(m, 36);        /* half of "target-1" */
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 36, &d), 36);
+        ck_assert_str_eq(d.name, "targ");
+        put32_at(m, 40);        /* all of it, no room for the NUL */
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 40, &d), 40);
+        ck_assert_str_eq(d.name, "target-1");
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 39, &d), -EBADMSG);
+
+        /* The encoder writes what fits of the name, nothing past struct_size. */
+        fill_q2i(&h, 36);
+        memset(buf, 0xcc, sizeof(buf));
+        ck_assert_int_eq(kvmi_qemu2introspector_encode(buf, sizeof(buf), &h), 36);
+        ck_assert(memcmp(buf + 4, q2i_96 + 4, 32) == 0);
+        ck_assert_uint_eq(buf[36], 0xcc);
+        ck_assert_int_eq(kvmi_handshake_frame_check(m, 40, KVMI_QEMU2INTROSPECTOR_MIN_SIZE), 40);
+}
+END_TEST
+
 START_TEST(q2i_bounds) {
         KvmiQemu2Introspector h, d;
         uint8_t *big = calloc(1, KVMI_HANDSHAKE_MAX_SIZE);
@@ -265,14 +298,12 @@ START_TEST(q2i_malformed) {
         ck_assert_int_eq(kvmi_qemu2introspector_decode(q2i_96, 95, &d), -EBADMSG);
         ck_assert_int_eq(kvmi_qemu2introspector_decode(q2i_104, 103, &d), -EBADMSG);
 
-        /* struct_size out of [96, 64 KiB], judged from the first 4 bytes. */
+        /* struct_size out of [32, 64 KiB], judged from the first 4 bytes. */
         copy_of(m, q2i_96, 96);
-        put32_at(m, 95);
+        put32_at(m, 31);        /* ends inside start_time */
         ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 96, &d), -ERANGE);
         ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 4, &d), -ERANGE);
         put32_at(m, 0);
-        ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 96, &d), -ERANGE);
-        put32_at(m, 32);        /* the offset of name: still below the v7 struct */
         ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 96, &d), -ERANGE);
         put32_at(m, KVMI_HANDSHAKE_MAX_SIZE + 1);
         ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 96, &d), -ERANGE);
@@ -312,7 +343,7 @@ START_TEST(q2i_encode_errors) {
         ck_assert_int_eq(kvmi_qemu2introspector_encode(buf, 95, &h), -ENOBUFS);
         ck_assert_int_eq(kvmi_qemu2introspector_encode(buf, 0, &h), -ENOBUFS);
 
-        h.struct_size = 95;
+        h.struct_size = 31;
         ck_assert_int_eq(kvmi_qemu2introspector_encode(buf, sizeof(buf), &h), -EINVAL);
         h.struct_size = 0;
         ck_assert_int_eq(kvmi_qemu2introspector_encode(buf, sizeof(buf), &h), -EINVAL);
@@ -2287,6 +2318,7 @@ static Suite *kvmi_suite(void) {
         tc = tcase_create("handshake");
         tcase_add_test(tc, q2i_encode_decode);
         tcase_add_test(tc, q2i_newer_qemu);
+        tcase_add_test(tc, q2i_older_qemu);
         tcase_add_test(tc, q2i_bounds);
         tcase_add_test(tc, q2i_start_time_signed);
         tcase_add_test(tc, q2i_name);
