@@ -439,12 +439,13 @@ static int verb_domain(Ctx *ctx, int argc, char **argv) {
         return EXIT_OK;
 }
 
-static int policy_check(Ctx *ctx, const char *file, const char *dir) {
+/* The files and drop-in directories, in order, as one policy. */
+static int policy_check(Ctx *ctx, int n, char **paths) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_free_ char *error = NULL;
         int r;
 
-        r = policy_load(file, dir, &p, &error);
+        r = policy_load_paths((const char *const *) paths, (size_t) n, &p, &error);
         if (r < 0) {
                 fprintf(stderr, "%s\n", error ?: strerror(-r));
                 return EXIT_FAIL;
@@ -453,14 +454,22 @@ static int policy_check(Ctx *ctx, const char *file, const char *dir) {
                 _cleanup_json_ struct json_object *o = json_object_new_object();
                 if (!o)
                         return errorf(EXIT_FAIL, "out of memory");
-                json_object_object_add(o, "file", json_object_new_string(file));
+                struct json_object *files = json_object_new_array();
+                if (!files)
+                        return errorf(EXIT_FAIL, "out of memory");
+                for (int i = 0; i < n; i++)
+                        json_object_array_add(files, json_object_new_string(paths[i]));
+                json_object_object_add(o, "file", json_object_new_string(paths[0]));
+                json_object_object_add(o, "files", files);
                 json_object_object_add(o, "rules", json_object_new_int64((int64_t) policy_n_rules(p)));
                 json_object_object_add(o, "default",
                                        json_object_new_string(policy_verdict_to_string(policy_default_verdict(p))));
                 json_object_object_add(o, "digest", json_object_new_string(policy_digest(p)));
                 return print_json(ctx, o) < 0 ? EXIT_FAIL : EXIT_OK;
         }
-        printf("%s%s%s: OK, %zu rules, default %s, digest %s\n", file, dir ? " + " : "", dir ?: "", policy_n_rules(p),
+        for (int i = 0; i < n; i++)
+                printf("%s%s", i > 0 ? " + " : "", paths[i]);
+        printf(": OK, %zu rules, default %s, digest %s\n", policy_n_rules(p),
                policy_verdict_to_string(policy_default_verdict(p)), policy_digest(p));
         return EXIT_OK;
 }
@@ -500,8 +509,8 @@ static int verb_policy(Ctx *ctx, int argc, char **argv) {
 
         if (streq(sub, "check")) {
                 if (argc < 2)
-                        return errorf(EXIT_USAGE, "policy check needs a FILE (and optionally a drop-in DIR)");
-                return policy_check(ctx, argv[1], argc > 2 ? argv[2] : NULL);
+                        return errorf(EXIT_USAGE, "policy check needs a FILE (more files and drop-in DIRs may follow)");
+                return policy_check(ctx, argc - 1, argv + 1);
         }
         if (argc > 1)
                 return errorf(EXIT_USAGE, "policy %s takes no arguments", sub);
@@ -997,7 +1006,7 @@ static const Verb verbs[] = {
         { "status", "", "daemon status and per-listener counters", 0, 0, verb_status, 0 },
         { "domains", "", "known domains and their KVMI channels", 0, 0, verb_domains, 0 },
         { "domain", "NAME|UUID", "one domain: capabilities, counters, recent guest requests", 1, 1, verb_domain, 0 },
-        { "policy", "check FILE [DIR]|show|reload|explain", "check offline, show, reload or explain the policy", 1, 3,
+        { "policy", "check FILE|DIR...|show|reload|explain", "check offline, show, reload or explain the policy", 1, 65,
           verb_policy, VERB_OPT_EXPLAIN | VERB_OPT_FILTER },
         { "audit", "verify FILE...|tail|rotate", "verify audit files offline, follow or rotate the audit log", 1,
           64, verb_audit, VERB_OPT_FILTER | VERB_OPT_TAIL },

@@ -503,8 +503,11 @@ static void conn_process(Conn *c) {
                                 conn_fail_protocol(c, "message is not a varlink call");
                                 break;
                         }
-                        /* A call with a bad field is answered, and the
-                         * connection goes on: framing is intact. */
+                        /* A call with a bad field is answered (unless it
+                         * asked for no reply), and the connection goes on:
+                         * framing is intact. */
+                        if (varlink_message_is_oneway(json))
+                                continue;
                         call = call_new(c, "", 0);
                         if (!call) {
                                 conn_close(c);

@@ -243,8 +243,11 @@ static void map_durable(void *userdata, int r) {
         bool alive = !m->revoked;
 
         if (r < 0 || !alive) {
-                if (alive)
+                if (alive) {
+                        if (m->session)
+                                m->session->n_mappings--;
                         mapping_unlink(h, m);
+                }
                 mapping_free(m);
                 if (p->token && p->token->state == TOKEN_MAPPING)
                         token_set_state(s->tokens, p->token, TOKEN_LIVE);
@@ -254,8 +257,6 @@ static void map_durable(void *userdata, int r) {
                 m->pending = false;
                 if (p->token->state == TOKEN_MAPPING)
                         token_set_state(s->tokens, p->token, TOKEN_CONSUMED);
-                if (m->session)
-                        m->session->n_mappings++;
                 if (call_is_alive(p->call)) {
                         struct json_object *reply = json_object_new_object();
                         if (reply) {
@@ -346,6 +347,9 @@ static int hypervisor_mem_map(Call *call, struct json_object *parameters, void *
         memcpy(m->token_id, tok->id, sizeof m->token_id);
         m->session = tok->session;
         m->pending = true;
+        /* Counted from now: maps waiting for the disk (a whole group
+         * commit) must not slip past max-mappings together. */
+        m->session->n_mappings++;
         mapping_link(h, m);
         /* Nobody else may redeem it while the record is on its way. */
         token_set_state(s->tokens, tok, TOKEN_MAPPING);

@@ -598,7 +598,7 @@ struct Session {
         struct Subscription *subscriptions;
         size_t n_subscriptions;
         unsigned n_tokens;              /* live */
-        unsigned n_mappings;
+        unsigned n_mappings;            /* recorded, or allowed and waiting for the disk */
         bool open_pending;              /* its session-open record is not durable yet */
         bool ended;                     /* unlinked; freed once open_pending clears */
         /* token mint rate: a window per the deciding rule's period */

@@ -40,8 +40,10 @@ static const char *const reg_names[] = { "rax", "rbx", "rcx", "rdx", "rsi", "rdi
 
 /* ---- audit ------------------------------------------------------------------ */
 
-static void session_audit(Session *ss, AuditKind kind, AuditDecision decision, const PolicyDecision *dec,
-                          const char *reason, Conn *peer_conn) {
+/* A session's record; with done, queued for a durable write (audit_append:
+ * done is then called once, on the loop, unless this fails). */
+static int session_audit_full(Session *ss, AuditKind kind, AuditDecision decision, const PolicyDecision *dec,
+                              const char *reason, Conn *peer_conn, AuditDoneFn done, void *userdata) {
         _cleanup_json_ struct json_object *data = json_object_new_object();
         const struct ucred cred = { .pid = peer_conn ? conn_pid(peer_conn) : 0,
                                     .uid = peer_conn ? conn_uid(peer_conn) : 0,
@@ -52,7 +54,7 @@ static void session_audit(Session *ss, AuditKind kind, AuditDecision decision, c
                 json_object_object_add(data, "session", json_object_new_string(ss->id));
         if (dec)
                 snprintf(rule, sizeof rule, "%s:%u", dec->file, dec->line);
-        server_audit(ss->server, &(AuditEvent) {
+        const AuditEvent ev = {
                 .kind = kind,
                 .decision = decision,
                 .introspector = ss->introspector,
@@ -62,7 +64,16 @@ static void session_audit(Session *ss, AuditKind kind, AuditDecision decision, c
                 .rule = dec ? rule : NULL,
                 .reason = reason,
                 .data = data,
-        });
+        };
+        if (done)
+                return audit_append(ss->server->audit, &ev, done, userdata);
+        server_audit(ss->server, &ev);
+        return 0;
+}
+
+static void session_audit(Session *ss, AuditKind kind, AuditDecision decision, const PolicyDecision *dec,
+                          const char *reason, Conn *peer_conn) {
+        (void) session_audit_full(ss, kind, decision, dec, reason, peer_conn, NULL, NULL);
 }
 
 /* ---- subscriptions ------------------------------------------------------------ */
@@ -441,6 +452,52 @@ int session_method_close(Call *call, struct json_object *parameters, void *userd
         return call_reply(call, NULL);
 }
 
+typedef struct SubscribePending {
+        Server *server;
+        char session[sizeof ((Session *) NULL)->id];  /* looked up again: it may end meanwhile */
+        Subscription *sub;                             /* not linked in yet */
+} SubscribePending;
+
+static void subscribe_durable(void *userdata, int r) {
+        _cleanup_free_ SubscribePending *p = userdata;
+        Subscription *sub = p->sub;
+        Session *ss = session_find(p->server, p->session);
+        Call *call = sub->call;
+
+        if (r < 0) {
+                log_error_errno(r, "session %s: subscribe record not written (%m): denied", p->session);
+                (void) call_reply_error_reason(call, "io.kvmid.AuditFailed", strerror(-r));
+        } else if (!ss) {
+                struct json_object *e = json_object_new_object();
+                if (e) {
+                        json_object_object_add(e, "session", json_object_new_string(p->session));
+                        json_object_object_add(e, "reason", json_object_new_string("ended while subscribing"));
+                }
+                if (call_is_alive(call))
+                        (void) call_reply_error(call, "io.kvmid.Introspector.SessionEnded", e);
+                else
+                        json_object_put(e);
+        } else if (!call_is_alive(call))
+                session_audit(ss, AUDIT_KIND_UNSUBSCRIBE, AUDIT_DECISION_NONE, NULL, "subscriber disconnected", NULL);
+        else {
+                sub->session = ss;
+                sub->domain = ss->target;
+                sub->next = ss->subscriptions;
+                ss->subscriptions = sub;
+                sub->domain_next = ss->target->subscribers;
+                ss->target->subscribers = sub;
+                ss->n_subscriptions++;
+                call_set_abort_handler(call, subscription_on_abort, sub);
+                /* The first reply says the subscription is live. */
+                struct json_object *reply = json_object_new_object();
+                if (reply)
+                        json_object_object_add(reply, "event", NULL);
+                (void) call_reply_more(call, reply);
+                return;
+        }
+        subscription_free(sub);
+}
+
 int session_method_subscribe(Call *call, struct json_object *parameters, void *userdata) {
         Session *ss = session_of_call(call, parameters);
         struct json_object *vcpus = json_object_object_get(parameters, "vcpus");
@@ -476,22 +533,22 @@ int session_method_subscribe(Call *call, struct json_object *parameters, void *u
                         sub->vcpus[v / 64] |= 1ULL << (v % 64);
                 }
         }
-        session_audit(ss, AUDIT_KIND_SUBSCRIBE, AUDIT_DECISION_ALLOW, &dec, NULL, call_conn(call));
-        sub->session = ss;
-        sub->domain = ss->target;
-        sub->call = call_ref(call);
-        sub->next = ss->subscriptions;
-        ss->subscriptions = sub;
-        sub->domain_next = ss->target->subscribers;
-        ss->target->subscribers = sub;
-        ss->n_subscriptions++;
-        call_set_abort_handler(call, subscription_on_abort, sub);
-        /* The first reply says the subscription is live. */
-        struct json_object *reply = json_object_new_object();
-        if (!reply)
+        /* An allow takes effect once its record is durable. */
+        SubscribePending *p = calloc(1, sizeof *p);
+        if (!p) {
+                free(sub->vcpus);
+                free(sub);
                 return -ENOMEM;
-        json_object_object_add(reply, "event", NULL);
-        return call_reply_more(call, reply);
+        }
+        p->server = ss->server;
+        memcpy(p->session, ss->id, sizeof p->session);
+        p->sub = sub;
+        sub->call = call_ref(call);
+        r = session_audit_full(ss, AUDIT_KIND_SUBSCRIBE, AUDIT_DECISION_ALLOW, &dec, NULL, call_conn(call),
+                               subscribe_durable, p);
+        if (r < 0)
+                subscribe_durable(p, r);
+        return 0;
 }
 
 void session_recheck(Server *s) {
@@ -608,8 +665,8 @@ static char *put_json_string(char *p, const char *s) {
  * building and printing a json-c tree costs ~5 us per event (more than the
  * whole rest of the fan-out at 8 subscribers); this is ~0.5 us.  It emits
  * one fixed shape (two strings, numbers), and under KVMID_VALIDATE_REPLIES=1
- * (every test run) each event is compared byte for byte with the json-c
- * reference above, so the two cannot drift. */
+ * (every test run) each event is validated against the IDL and compared
+ * byte for byte with the json-c reference above, so none of them can drift. */
 static VarlinkBlob *event_blob(const Domain *d, const GuestRequest *g, uint64_t missed) {
         static int validate = -1;
         const KvmRegs *x = &g->regs;
@@ -657,6 +714,14 @@ static VarlinkBlob *event_blob(const Domain *d, const GuestRequest *g, uint64_t 
                 validate = e && streq(e, "1");
         }
         if (validate && blob) {
+                /* ...and against Subscribe's output type, as call_send()
+                 * checks every other reply. */
+                const VarlinkInterface *iface = dispatch_find_interface(d->server->dispatch, "io.kvmid.Introspector");
+                _cleanup_json_ struct json_object *params = json_object_new_object();
+                if (params)
+                        json_object_object_add(params, "event", session_event_json(d, g, missed));
+                dispatch_check_reply(d->server->dispatch,
+                                     iface ? varlink_interface_find_method(iface, "Subscribe") : NULL, NULL, params);
                 VarlinkBlob *ref = event_blob_json(d, g, missed);
                 if (!ref || varlink_blob_size(ref) != varlink_blob_size(blob) ||
                     memcmp(varlink_blob_data(ref), varlink_blob_data(blob), varlink_blob_size(blob)) != 0) {

@@ -1058,10 +1058,35 @@ static int list_dropins(const char *dir, int *ret_fd, NameList *ret, char **erro
         return 0;
 }
 
-static int load_impl(Parser *p, const char *main_file, const char *dropin_dir, Policy **ret) {
+static int load_dropins(Parser *p, const char *dropin_dir, Eof *eof) {
         _cleanup_(name_list_done) NameList dropins = {};
         _cleanup_close_ int dir_fd = -EBADF;
+        size_t dlen = strlen(dropin_dir);
+        bool slash = dlen > 0 && dropin_dir[dlen - 1] == '/';
+        int r;
+
+        r = list_dropins(dropin_dir, &dir_fd, &dropins, &p->error);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < dropins.n; i++) {
+                _cleanup_free_ char *path = format("%s%s%s", dropin_dir, slash ? "" : "/", dropins.v[i]);
+
+                if (!path)
+                        return -ENOMEM;
+                r = parse_file(p, dir_fd, dropins.v[i], path, eof);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* main_file (if any), then dropin_dir's drop-ins (if any), then each path
+ * in order: a directory means its drop-ins, and the first plain file is
+ * the main one, at whose end a missing default is reported. */
+static int load_impl(Parser *p, const char *main_file, const char *dropin_dir, const char *const *paths,
+                     size_t n_paths, Policy **ret) {
         Eof eof = {}, main_eof = {};
+        bool have_main = false;
         int r;
 
         r = parser_init(p);
@@ -1072,30 +1097,30 @@ static int load_impl(Parser *p, const char *main_file, const char *dropin_dir, P
                 r = parse_file(p, AT_FDCWD, main_file, main_file, &main_eof);
                 if (r < 0)
                         return r;
+                have_main = true;
         }
-
         if (dropin_dir) {
-                size_t dlen = strlen(dropin_dir);
-                bool slash = dlen > 0 && dropin_dir[dlen - 1] == '/';
-
-                r = list_dropins(dropin_dir, &dir_fd, &dropins, &p->error);
+                r = load_dropins(p, dropin_dir, &eof);
                 if (r < 0)
                         return r;
-                for (size_t i = 0; i < dropins.n; i++) {
-                        _cleanup_free_ char *path = format("%s%s%s", dropin_dir, slash ? "" : "/", dropins.v[i]);
+        }
+        for (size_t i = 0; i < n_paths; i++) {
+                struct stat st;
 
-                        if (!path)
-                                return -ENOMEM;
-                        r = parse_file(p, dir_fd, dropins.v[i], path, &eof);
-                        if (r < 0)
-                                return r;
+                if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
+                        r = load_dropins(p, paths[i], &eof);
+                else {
+                        r = parse_file(p, AT_FDCWD, paths[i], paths[i], have_main ? &eof : &main_eof);
+                        have_main = true;
                 }
+                if (r < 0)
+                        return r;
         }
 
         if (p->policy->n_files == 0)
-                return file_error(&p->error, -ENOENT, dropin_dir, "no main policy file and no *.policy files");
-        /* a missing default belongs at the end of the main file */
-        return parser_finish(p, main_file ? &main_eof : &eof, ret);
+                return file_error(&p->error, -ENOENT, dropin_dir ?: n_paths > 0 ? paths[n_paths - 1] : "policy",
+                                  "no main policy file and no *.policy files");
+        return parser_finish(p, have_main ? &main_eof : &eof, ret);
 }
 
 int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error) {
@@ -1104,7 +1129,20 @@ int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, cha
 
         if (!ret || (!main_file && !dropin_dir))
                 return -EINVAL;
-        r = load_impl(&p, main_file, dropin_dir, ret);
+        r = load_impl(&p, main_file, dropin_dir, NULL, 0, ret);
+        if (r < 0)
+                hand_error(&p, ret_error);
+        parser_done(&p);
+        return r;
+}
+
+int policy_load_paths(const char *const *paths, size_t n, Policy **ret, char **ret_error) {
+        Parser p = {};
+        int r;
+
+        if (!ret || !paths || n == 0)
+                return -EINVAL;
+        r = load_impl(&p, NULL, NULL, paths, n, ret);
         if (r < 0)
                 hand_error(&p, ret_error);
         parser_done(&p);

@@ -88,6 +88,12 @@ typedef struct PolicyDecision {
  * -ENOMEM (ret_error may stay unset); else the errno of open/read. */
 int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error);
 
+/* The same for a list of paths, in order, as one policy: a directory
+ * stands for its *.policy drop-ins (strcmp() order), a missing one for
+ * none; the first plain file is the main file, where a missing "default"
+ * line is reported.  For `kvmictl policy check FILE...`. */
+int policy_load_paths(const char *const *paths, size_t n, Policy **ret, char **ret_error);
+
 /* The same for one text in memory; filename is only used in messages
  * (NULL: "<string>"). */
 int policy_parse_string(const char *filename, const char *text, Policy **ret, char **ret_error);

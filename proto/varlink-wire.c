@@ -610,6 +610,13 @@ int varlink_call_from_json(struct json_object *msg, VarlinkCall *ret, const char
         return 0;
 }
 
+bool varlink_message_is_oneway(struct json_object *msg) {
+        struct json_object *v;
+
+        return json_object_is_type(msg, json_type_object) && json_object_object_get_ex(msg, "oneway", &v) &&
+               json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+}
+
 int varlink_reply_from_json(struct json_object *msg, VarlinkReply *ret) {
         struct json_object *parameters = NULL, *v;
         const char *error = NULL;

@@ -89,6 +89,9 @@ typedef struct VarlinkCall {
  * top-level keys, wrong types or a bad method name -> -EBADMSG with
  * *ret_bad_field naming the key when one is to blame. */
 int varlink_call_from_json(struct json_object *msg, VarlinkCall *ret, const char **ret_bad_field);
+/* True if msg says "oneway": true, whatever else is wrong with it: such a
+ * call gets no reply at all, not even an error. */
+bool varlink_message_is_oneway(struct json_object *msg);
 
 /* "a.b.c.Method": interface part is reverse-domain per the spec, method is
  * CamelCase.  Splits on success (ret_* may be NULL). */

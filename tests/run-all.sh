@@ -6,14 +6,16 @@ set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/tests/deps.sh" || exit 1
 status=0
+build_failures=0
 
 suite() { # name dir configure-args...
   name=$1; dir=$2; shift 2
   echo "== $name: build in $dir"
+  # Results of an earlier run must not count for this one.
+  [ -d "$dir" ] && find "$dir" -name '*.trs' -delete
   if ! sh "$top/tests/build.sh" "$dir" "$@"; then
-    echo "== $name: build FAILED"; status=1; return
+    echo "== $name: build FAILED"; status=1; build_failures=$((build_failures + 1)); return
   fi
-  find "$dir" -name '*.trs' -delete
   echo "== $name: make check"
   if ! make -C "$dir" -s -j"$(nproc)" check >"$dir/check.out" 2>&1; then
     status=1
@@ -34,11 +36,12 @@ if ! make -C "$top/build" -s distcheck >"$top/build/distcheck.out" 2>&1; then
 fi
 echo "  distcheck: $dist_result"
 
-# Every test result of both builds, plus distcheck as one.
+# Every test result of both builds, plus distcheck as one, plus a build
+# that failed as one failure.
 results=$(find "$top/build" "$top/build-san" -path '*/kvmid-*' -prune -o -name '*.trs' -print |
           xargs cat 2>/dev/null | sed -n 's/^:test-result: //p'; echo "$dist_result")
 passed=$(printf '%s\n' "$results" | grep -c '^PASS')
-failed=$(printf '%s\n' "$results" | grep -cE '^(FAIL|ERROR|XPASS)')
+failed=$(( $(printf '%s\n' "$results" | grep -cE '^(FAIL|ERROR|XPASS)') + build_failures ))
 skipped=$(printf '%s\n' "$results" | grep -c '^SKIP')
 [ "$failed" -eq 0 ] || status=1
 echo "$passed passed, $failed failed, $skipped skipped"

@@ -141,6 +141,18 @@ with open(pol, "w") as f:
     f.write(GOOD)
 p = subprocess.run([KVMICTL, "policy", "check", pol, dropins], capture_output=True, text=True)
 t.ok(p.returncode == 0 and "OK, 5 rules, default deny" in p.stdout, "policy check FILE DIR: OK (main file and both drop-ins)", p.stdout + p.stderr)
+# Several paths, in order, as one policy: the same digest as FILE DIR when
+# the drop-ins are named one by one; a drop-in alone has no default line.
+p1 = subprocess.run([KVMICTL, "--json=short", "policy", "check", pol, dropins], capture_output=True, text=True)
+names = sorted(n for n in os.listdir(dropins) if n.endswith(".policy"))
+p2 = subprocess.run([KVMICTL, "--json=short", "policy", "check", pol] + [os.path.join(dropins, n) for n in names],
+                    capture_output=True, text=True)
+t.ok(p1.returncode == 0 and p2.returncode == 0 and json.loads(p1.stdout)["digest"] == json.loads(p2.stdout)["digest"]
+     and json.loads(p2.stdout)["files"] == [pol] + [os.path.join(dropins, n) for n in names],
+     "policy check FILE FILE...: the drop-ins named one by one give the same policy as their DIR", p1.stdout + p2.stdout + p2.stderr)
+p = subprocess.run([KVMICTL, "policy", "check", os.path.join(dropins, names[0])], capture_output=True, text=True)
+t.ok(p.returncode == 1 and "no default" in p.stderr and p.stderr.startswith(os.path.join(dropins, names[0]) + ":"),
+     "policy check of a drop-in alone: no default line, named at its end", p.stderr)
 bad = os.path.join(work, "bad.policy")
 with open(bad, "w") as f:
     f.write("default deny\nallow introspector=x target=y perm=attach rate=5/fortnight\n")

@@ -591,6 +591,29 @@ START_TEST(call_flags) {
 }
 END_TEST
 
+/* A broken oneway call still must not be answered. */
+START_TEST(call_oneway_when_bad) {
+        static const struct {
+                const char *msg;
+                bool oneway;
+        } cases[] = {
+                { "{\"method\":\"org.example.Foo\",\"oneway\":true,\"bogus\":1}", true },
+                { "{\"method\":\"not valid\",\"oneway\":true}", true },
+                { "{\"oneway\":true}", true },
+                { "{\"method\":\"org.example.Foo\",\"oneway\":1}", false },
+                { "{\"method\":\"org.example.Foo\",\"oneway\":false,\"bogus\":1}", false },
+                { "{\"method\":\"org.example.Foo\",\"bogus\":1}", false },
+        };
+
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                struct json_object *msg = parse_ok(cases[i].msg);
+                ck_assert_msg(varlink_message_is_oneway(msg) == cases[i].oneway, "%s", cases[i].msg);
+                json_object_put(msg);
+        }
+        ck_assert(!varlink_message_is_oneway(NULL));
+}
+END_TEST
+
 START_TEST(call_parameters_default) {
         static const char *const msgs[] = {
                 "{\"method\":\"org.example.Foo\",\"parameters\":null}",
@@ -919,6 +942,7 @@ static Suite *wire_suite(void) {
         tc = tcase_create("call");
         tcase_add_test(tc, call_flags);
         tcase_add_test(tc, call_parameters_default);
+        tcase_add_test(tc, call_oneway_when_bad);
         tcase_add_test(tc, call_errors);
         suite_add_tcase(s, tc);
 
