@@ -7,10 +7,11 @@ daemon's memory stays bounded."""
 import json
 import os
 import select
+import signal
 import socket
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, Sim, authenticate, kvmi_socket, skip_all, KVMI_SIM
+from kvmidtest import Daemon, Tap, Sim, authenticate, kvmi_socket, skip_all, wait_for, KVMI_SIM
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -182,6 +183,59 @@ try:
     t.ok(last.get("seq") == want + 1 and last.get("missed") == missed_now and missed_now > 0,
          "its next delivery carries missed: N", json.dumps([(e["seq"], e["missed"]) for e in evs[-3:]]))
     t.ok(all(evs[i]["seq"] < evs[i + 1]["seq"] for i in range(len(evs) - 1)), "and what it got is in order")
+finally:
+    sim.close()
+    d.stop()
+    d.cleanup()
+
+# subscriber-flush-delay: events closer together than the delay share one
+# write, at most the delay late; the first after a quiet spell, and every
+# event with the delay at 0, goes out at once.
+DELAY = 0.1
+conf2 = conf.replace("[session]\n", "[session]\nsubscriber-flush-delay = %d\n" % int(DELAY * 1e6))
+d = Daemon(conf2)
+sim = Sim(["--socket", kvmi_socket(d), "--vcpus", "1", "--vm", "t0," + UUID["t0"]], work)
+try:
+    path = d.socket("introspector")
+    owner = login(path)
+    session = owner.call("io.kvmid.Introspector.OpenSession", {"target": "t0"})["parameters"]["session"]
+    c = subscribe(login(path), session)
+    c.s.settimeout(2)
+
+    def burst(count):
+        """Send count events; (arrival time after the send, events) of each recv."""
+        t_send = time.monotonic()
+        sim.cmd(cmd="send", vm="t0", count=count)
+        seen, reads = 0, []
+        while seen < count:
+            try:
+                data = c.s.recv(1 << 20)
+            except socket.timeout:
+                break
+            c.buf += data
+            n = sum(1 for m in c.messages() if m.get("parameters", {}).get("event"))
+            if n:
+                reads.append((time.monotonic() - t_send, n))
+                seen += n
+        return reads
+
+    time.sleep(2 * DELAY)
+    first = burst(1)
+    t.ok(len(first) == 1 and first[0][0] < DELAY / 2,
+         "flush delay %gs: the first event after a quiet spell is written at once" % DELAY, first)
+    rest = burst(3)
+    t.ok(sum(n for _, n in rest) == 3 and len(rest) == 1 and DELAY * 0.5 <= rest[0][0] <= DELAY * 4,
+         "events right after it wait for the flush tick and share one write", rest)
+    with open(d.config_path) as f:
+        text = f.read()
+    d.write_config(text.replace("subscriber-flush-delay = %d" % int(DELAY * 1e6), "subscriber-flush-delay = 0"))
+    d.signal(signal.SIGHUP)
+    t.ok(wait_for(lambda: "configuration reloaded" in d.logtext(), 5), "SIGHUP: configuration reloaded", d.logtext()[-500:])
+    time.sleep(0.3)
+    burst(1)
+    quick = burst(3)
+    t.ok(sum(n for _, n in quick) == 3 and max(x for x, _ in quick) < DELAY / 2,
+         "subscriber-flush-delay = 0 (after SIGHUP): every event written at once", quick)
 finally:
     sim.close()
     d.stop()
