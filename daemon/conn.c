@@ -132,11 +132,10 @@ static int call_queue(Call *call, VarlinkBlob *blob, bool final, bool is_error, 
 
         r = varlink_outq_push(c->outq, blob, false);
         if (r < 0) {
-                /* The peer is not reading what it asked for: drop it rather
-                 * than grow without bound. */
-                log_warning("connection %" PRIu64 " (uid %u): output queue over %zu bytes, disconnecting",
-                            c->id, (unsigned) c->cred.uid, c->limits.max_output_bytes);
-                conn_close(c);
+                /* The peer is not reading what it asked for, or asked for
+                 * more than the limit: say so and drop it rather than grow
+                 * without bound. */
+                conn_fail_limit(c, "max-output-bytes", c->limits.max_output_bytes);
                 return r;
         }
         if (delay_usec == 0)

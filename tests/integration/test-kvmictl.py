@@ -64,6 +64,18 @@ try:
                              json.dumps(dict(prev, client_id="nobody")))
     t.ok(rc == 1 and "ClientIdError" in err, "call --more reports a streamed call's error", err)
 
+    # A PermissionDenied reply: the Introspector interface takes no call but
+    # Hello and Authenticate before authentication.
+    rc, out, err = d.kvmictl("call", "io.kvmid.Introspector.OpenSession", '{"target":"x"}',
+                             socket_name="introspector")
+    t.ok(rc == 3 and out == "" and err.count("\n") == 1 and err.startswith("kvmictl: ")
+         and "org.varlink.service.PermissionDenied" in err and "OpenSession" in err,
+         "PermissionDenied reply (OpenSession before Authenticate): exit 3, one line on stderr", (rc, out, err))
+    rc, out, err = d.kvmictl("--json=short", "call", "io.kvmid.Introspector.OpenSession", '{"target":"x"}',
+                             socket_name="introspector")
+    t.ok(rc == 3 and out == "" and "PermissionDenied" in err, "--json: PermissionDenied still exit 3, error on stderr",
+         (rc, out, err))
+
     # Usage errors: exit 2, one line, no help dump.
     for args, desc in [(["frobnicate"], "unknown verb"), (["status", "extra"], "too many arguments"),
                        (["call"], "missing argument"), (["call", "org.varlink.service.GetInfo", "{bad"], "bad JSON"),

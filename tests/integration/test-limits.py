@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Limits: message size, connections (total, per uid, 1,000 at once),
-pending calls, peers that never read their replies."""
+pending calls, peers that never read their replies, running out of file
+descriptors, idle connections, replies over max-output-bytes."""
 
 import os
+import re
 import resource
 import socket
 import time
-from kvmidtest import Daemon, Tap, Varlink
+from kvmidtest import Daemon, Tap, Varlink, wait_for
 
 t = Tap()
 
@@ -151,4 +153,132 @@ try:
     t.eq(d.stop(), 0, "kvmid exits 0 on SIGTERM")
 finally:
     d.cleanup()
+
+
+def cpu_ticks(pid):
+    """utime + stime of pid, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def listener_stats(conn, name):
+    st = conn.call("io.kvmid.Admin.GetStatus")["parameters"]
+    return [l for l in st["listeners"] if l["name"] == name][0]
+
+
+# Out of descriptors (EMFILE): accepting pauses instead of spinning, the
+# connections already accepted are served, and once descriptors are free
+# again new connections are served (none of those queued meanwhile lost).
+def low_nofile():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+
+d4 = Daemon("", preexec_fn=low_nofile)
+try:
+    conns = []
+    try:
+        first = d4.connect("admin", timeout=5)
+        first.call("org.varlink.service.GetInfo")
+        conns = [Varlink(d4.socket("admin"), timeout=5) for _ in range(60)]
+        t.ok(wait_for(lambda: "admin listener: cannot accept (Too many open files), pausing for 100ms" in d4.logtext(),
+                      5), "EMFILE: the admin listener logs that it pauses accepting", d4.logtext()[-2000:])
+        r = first.call("org.varlink.service.GetInfo")
+        t.ok("vendor" in r.get("parameters", {}), "EMFILE: a connection accepted before is still served")
+        tck = os.sysconf("SC_CLK_TCK")
+        lines0 = d4.logtext().count("pausing for 100ms")
+        cpu0, t0 = cpu_ticks(d4.proc.pid), time.time()
+        time.sleep(1.0)
+        used, elapsed = cpu_ticks(d4.proc.pid) - cpu0, time.time() - t0
+        pauses = d4.logtext().count("pausing for 100ms") - lines0
+        t.ok(used <= 0.2 * elapsed * tck, "EMFILE: the daemon does not spin (%d of %d ticks of CPU in %.1fs)"
+             % (used, int(elapsed * tck), elapsed))
+        t.ok(pauses <= elapsed / 0.1 + 5, "EMFILE: accept is retried about every 100ms, not in a loop (%d retries in %.1fs)"
+             % (pauses, elapsed))
+    finally:
+        for x in conns:
+            x.close()
+    again = None
+    deadline = time.time() + 5
+    while again is None and time.time() < deadline:
+        try:
+            x = d4.connect("admin", timeout=5)
+            again = x.call("io.kvmid.Admin.GetStatus")
+            x.close()
+        except OSError:
+            time.sleep(0.1)
+    t.ok(again is not None and "version" in again.get("parameters", {}),
+         "EMFILE: once connections close, a new one is served again", again)
+    t.ok(wait_for(lambda: listener_stats(first, "admin")["accepted"] >= 62, 5),
+         "EMFILE: connections queued while paused are accepted later, none lost", listener_stats(first, "admin"))
+    first.close()
+    t.eq(d4.stop(), 0, "EMFILE: kvmid exits 0 on SIGTERM")
+finally:
+    d4.cleanup()
+
+# idle-timeout closes connections with nothing going on, never one that
+# calls, nor one with a call in flight; max-output-bytes drops a peer whose
+# reply does not fit.
+d5 = Daemon("[daemon]\nidle-timeout = 1\n[admin]\nmax-output-bytes = 8K\n")
+try:
+    idle = d5.connect("admin")
+    after_call = d5.connect("admin")
+    after_call.call("org.varlink.service.GetInfo")
+    active = d5.connect("admin")
+    stream = d5.connect("admin")
+    stream.send("io.kvmid.Admin.TailAudit", {"follow": True}, more=True)
+    while True:
+        r = stream.recv()
+        if r is None or "record" not in r.get("parameters", {}) or r["parameters"]["record"] is None:
+            break
+    t.ok(r is not None and r.get("continues") is True, "TailAudit follow: end of the backlog", r)
+    t0 = time.time()
+    closed = {}
+    served = 0
+    calls = 0
+    while time.time() - t0 < 2.0:
+        for name, x in (("idle", idle), ("after_call", after_call)):
+            if name not in closed and x.at_eof(0.1):
+                closed[name] = time.time() - t0
+        calls += 1
+        if "vendor" in (active.call("org.varlink.service.GetInfo") or {}).get("parameters", {}):
+            served += 1
+        time.sleep(0.05)
+    t.ok("idle" in closed and 0.5 <= closed["idle"] <= 2.0,
+         "idle-timeout = 1: a connection that never calls gets EOF after about 1s", closed)
+    t.ok("after_call" in closed, "idle-timeout = 1: a connection idle since its last reply gets EOF", closed)
+    t.ok(calls >= 5 and served == calls, "idle-timeout = 1: a connection that keeps calling is not closed (%d/%d answered)"
+         % (served, calls))
+    t.ok(not stream.at_eof(0.1), "idle-timeout = 1: a connection with a call in flight (TailAudit follow) stays open")
+    active.call("io.kvmid.Admin.ReloadPolicy")
+    r = stream.recv()
+    t.ok(r is not None and (r["parameters"].get("record") or {}).get("kind") == "policy-reload-ok",
+         "idle-timeout = 1: the waiting stream still delivers new records", r)
+    t.ok("idle for 1s, closing" in d5.logtext(), "idle-timeout: the close is logged")
+    for x in (idle, after_call, active, stream):
+        x.close()
+
+    big = d5.connect("admin")
+    r = big.call("org.varlink.service.GetInfo")
+    t.ok("vendor" in r.get("parameters", {}), "max-output-bytes = 8K: a small reply is sent")
+    big.send("org.varlink.service.GetInterfaceDescription", {"interface": "io.kvmid.Admin"})
+    big.sock.settimeout(5)
+    try:
+        r = big.recv()
+    except (socket.timeout, TimeoutError):
+        r = "neither a reply nor EOF within 5s"
+    t.ok(isinstance(r, dict) and r.get("error") == "io.kvmid.LimitExceeded"
+         and r.get("parameters") == {"limit": "max-output-bytes", "max": 8192} and big.at_eof(5),
+         "max-output-bytes = 8K: a 9K reply is not sent; LimitExceeded names the limit, then EOF", r)
+    t.ok(re.search(r"connection \d+ \(uid %d, pid \d+\): max-output-bytes \(8192\) exceeded, disconnecting" % os.getuid(),
+                   d5.logtext()), "max-output-bytes: the disconnect is logged with the limit",
+         d5.logtext()[-1500:])
+    big.close()
+    other = d5.connect("admin")
+    r = other.call("org.varlink.service.GetInterfaceDescription", {"interface": "io.kvmid"})
+    t.ok("description" in r.get("parameters", {}), "max-output-bytes: other connections are still served")
+    other.close()
+    t.eq(d5.stop(), 0, "kvmid exits 0 on SIGTERM")
+finally:
+    d5.cleanup()
 t.done()

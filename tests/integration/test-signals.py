@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Lifecycle: configuration errors, SIGHUP reload (good and broken), SIGTERM,
-stale sockets, a second instance, background start."""
+"""Lifecycle: configuration errors, SIGHUP reload (good and broken), SIGTERM
+and SIGINT, command-line options, log prefixes for the journal, stale
+sockets, a second instance, background start."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
-from kvmidtest import Daemon, Tap, KVMID, KVMICTL, wait_for
+from kvmidtest import Daemon, Tap, KVMID, KVMICTL, Varlink, off_host_libvirt, wait_for
 
 t = Tap()
 
@@ -16,11 +20,65 @@ def status(d):
     return json.loads(d.kvmictl("--json=short", "status")[1])
 
 
+DESCRIBE_ADMIN = (b'{"method":"org.varlink.service.GetInterfaceDescription",'
+                  b'"parameters":{"interface":"io.kvmid.Admin"}}\0')
+GET_STATUS = b'{"method":"io.kvmid.Admin.GetStatus"}\0'
+
+
+def stop_with_replies_in_flight(d, sig, name):
+    """Stop d with sig while replies are still queued in kvmid: 40 large
+    replies (~380K, more than the socket buffer takes) then 20 GetStatus,
+    all pipelined; every one must arrive, in order, then EOF."""
+    c = d.connect("admin")
+    c.call("org.varlink.service.GetInfo")
+    c.send_raw(DESCRIBE_ADMIN * 40 + GET_STATUS * 20)
+    # Every call is read and answered in one go: once the first reply is
+    # here, the rest are queued (socket buffer, then kvmid's output queue).
+    got = [c.recv()]
+    t0 = time.time()
+    d.signal(sig)
+    time.sleep(0.3)
+    with open("/proc/sys/net/core/wmem_default") as f:
+        small_buffers = int(f.read()) <= 256 * 1024
+    if small_buffers:
+        t.ok(d.proc.poll() is None, "%s: kvmid waits for a peer that has not read its replies yet" % name)
+        try:
+            Varlink(d.socket("admin"), 2).close()
+            refused = False
+        except OSError:
+            refused = True
+        t.ok(refused, "%s: while it waits, no new connection is accepted" % name)
+    else:
+        for desc in ("kvmid waits for a peer that has not read its replies yet",
+                     "while it waits, no new connection is accepted"):
+            t.skip("%s: %s" % (name, desc), "socket buffers are large enough to hold every reply")
+    while True:
+        r = c.recv()
+        if r is None:
+            break
+        got.append(r)
+    descs = [r for r in got[:40] if r.get("parameters", {}).get("description", "").startswith("# Administration")]
+    counts = [[l["calls"] for l in r.get("parameters", {}).get("listeners", []) if l["name"] == "admin"][:1]
+              for r in got[40:]]
+    counts = [x[0] if x else None for x in counts]
+    t.ok(len(got) == 60 and len(descs) == 40, "%s: all 60 pipelined replies arrive (%d received)" % (name, len(got)))
+    want = [counts[0] + i for i in range(20)] if counts and isinstance(counts[0], int) else "20 consecutive counts"
+    t.eq(counts, want, "%s: the 20 GetStatus replies come last, in order (the calls counter they report goes up "
+         "by one each)" % name)
+    t.eq(d.stop(), 0, "%s: exit status 0" % name)
+    t.ok(time.time() - t0 < 1.8, "%s: exits as soon as the replies are taken, before the 2s flush limit" % name)
+    log = d.logtext()
+    t.ok("received %s, stopping" % name in log and "did not take their last replies" not in log,
+         "%s: logged as received %s, stopping" % (name, name), log[-1000:])
+    t.ok(not any(os.path.exists(d.socket(n)) for n in ("admin", "introspector", "hypervisor")),
+         "%s: sockets unlinked" % name)
+    c.close()
 
 
 d = Daemon("[daemon]\nmax-connections = 100\n")
 try:
     t.eq(status(d)["max_connections"], 100, "configuration applied at start")
+    daemon_version = status(d)["version"]
 
     d.write_config("[daemon]\nmax-connections = 200\n")
     d.signal(signal.SIGHUP)
@@ -36,25 +94,17 @@ try:
     d.signal(signal.SIGHUP)
     t.ok(wait_for(lambda: "needs a restart" in d.logtext()), "a socket path change on reload says it needs a restart")
 
-    # SIGTERM while a reply is being produced: the reply still arrives.
-    c = d.connect("admin")
-    c.send_raw(b'{"method":"io.kvmid.Admin.GetStatus"}\0' * 20)
-    d.signal(signal.SIGTERM)
-    got = 0
-    while True:
-        r = c.recv()
-        if r is None:
-            break
-        got += 1
-    t.ok(got >= 1, "in-flight replies are flushed on SIGTERM (%d received)" % got)
-    t.eq(d.stop(), 0, "SIGTERM: exit status 0")
-    t.ok(not any(os.path.exists(d.socket(n)) for n in ("admin", "introspector", "hypervisor")),
-         "SIGTERM: sockets unlinked")
+    stop_with_replies_in_flight(d, signal.SIGTERM, "SIGTERM")
+finally:
+    d.cleanup()
+
+d = Daemon("")
+try:
+    stop_with_replies_in_flight(d, signal.SIGINT, "SIGINT")
 finally:
     d.cleanup()
 
 # Startup errors.
-import tempfile
 tmp = tempfile.mkdtemp(prefix="kvmid-test-")
 bad = os.path.join(tmp, "bad.conf")
 with open(bad, "w") as f:
@@ -80,6 +130,85 @@ p = subprocess.run([KVMID, "--config", os.path.join(tmp, "missing.conf"), "--for
 t.ok(p.returncode == 1 and "missing.conf" in p.stderr, "a named configuration file that is missing is an error")
 p = subprocess.run([KVMID, "--bogus"], capture_output=True, text=True, timeout=10)
 t.eq(p.returncode, 2, "unknown option: exit status 2")
+
+# --version, --help, --log-level.
+p = subprocess.run([KVMID, "--version"], capture_output=True, text=True, timeout=10)
+t.ok(p.returncode == 0 and re.fullmatch(r"kvmid \d+\.\d+\.\d+\S*\n", p.stdout) and p.stderr == "",
+     "--version: prints \"kvmid VERSION\", exit 0", p)
+t.eq(p.stdout.split()[-1:], [daemon_version], "--version: the version the daemon reports in GetStatus")
+p = subprocess.run([KVMID, "--help"], capture_output=True, text=True, timeout=10)
+t.ok(p.returncode == 0 and p.stdout.startswith("Usage: kvmid") and "--log-level" in p.stdout and p.stderr == "",
+     "--help: usage on stdout, exit 0", p)
+p = subprocess.run([KVMID, "--foreground", "--log-level", "bogus", "--config", good, "--runtime-dir", tmp + "/run-bogus"],
+                   capture_output=True, text=True, timeout=10)
+t.ok(p.returncode == 2 and '"bogus"' in p.stderr and "log level" in p.stderr and p.stderr.count("\n") == 1,
+     "--log-level bogus: exit 2, one line naming the value", p)
+t.ok(not os.path.exists(tmp + "/run-bogus"), "--log-level bogus: nothing started")
+
+
+def run_briefly(config, args=(), journal=None):
+    """kvmid --foreground with stdout and stderr to a file, until it answers
+    one call, then SIGTERM: (exit status, log lines).  journal: None (no
+    JOURNAL_STREAM), "stderr" (JOURNAL_STREAM is stderr's dev:ino, as when
+    systemd connects it to the journal), "other" (someone else's stream)."""
+    work = tempfile.mkdtemp(prefix="kvmid-test-", dir=tmp)
+    conf = os.path.join(work, "kvmid.conf")
+    with open(conf, "w") as f:
+        f.write(off_host_libvirt(config))
+    env = dict(os.environ)
+    env.pop("JOURNAL_STREAM", None)
+    env.pop("NOTIFY_SOCKET", None)
+    with open(os.path.join(work, "log"), "w+") as log:
+        st = os.fstat(log.fileno()) if journal == "stderr" else os.stat(conf)
+        if journal:
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        proc = subprocess.Popen([KVMID, "--foreground", "--config", conf, "--runtime-dir", work + "/run"] + list(args),
+                                stdout=log, stderr=log, env=env)
+        try:
+            def answers():
+                try:
+                    c = Varlink(work + "/run/io.kvmid.Admin", 5)
+                except OSError:
+                    return proc.poll() is not None
+                r = c.call("org.varlink.service.GetInfo")
+                c.close()
+                return r is not None
+            wait_for(answers)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log.seek(0)
+        return rc, log.read().splitlines()
+
+
+nopolicy = "[policy]\nfile = %s/nopolicy\ndirectory = %s/nopolicy.d\n" % (tmp, tmp)
+rc, lines = run_briefly("[daemon]\nlog-level = warning\n" + nopolicy, ["--log-level", "debug"])
+t.ok(rc == 0 and any(re.match(r"kvmid\[\d+\]: debug: .* \(\S+\.c:\d+\)$", x) for x in lines),
+     "--log-level debug: debug lines (with file:line), over the file's log-level = warning", "\n".join(lines))
+rc, lines = run_briefly("[daemon]\nlog-level = debug\n" + nopolicy, ["--log-level", "warning"])
+t.ok(rc == 0 and any("warning: no policy file" in x for x in lines)
+     and not any(re.match(r"kvmid\[\d+\]: (debug|info): ", x) for x in lines),
+     "--log-level warning: warnings only, over the file's log-level = debug", "\n".join(lines))
+t.ok(lines and all(x.startswith("kvmid[") for x in lines), "without JOURNAL_STREAM: no <N> prefixes",
+     "\n".join(lines))
+
+# On the journal (JOURNAL_STREAM names stderr) every line carries its syslog
+# priority as "<N>" and nothing else; a JOURNAL_STREAM that is not stderr
+# (a wrapper redirected it) is ignored.
+rc, lines = run_briefly(nopolicy, ["--log-level", "debug"], journal="stderr")
+t.ok(rc == 0 and lines and all(re.match(r"<[0-7]>", x) for x in lines) and not any("kvmid[" in x for x in lines),
+     "JOURNAL_STREAM is stderr: every line starts with <N>", "\n".join(lines))
+t.ok(any(re.fullmatch(r"<6>kvmid \S+ ready", x) for x in lines)
+     and any(x.startswith("<4>no policy file") for x in lines)
+     and any(re.match(r"<7>admin listener: connection \d+ from uid", x) for x in lines)
+     and "<6>received SIGTERM, stopping" in lines and not any(re.search(r"\(\S+\.c:\d+\)$", x) for x in lines),
+     "JOURNAL_STREAM: <6> info, <4> warning, <7> debug, no file:line", "\n".join(lines))
+rc, lines = run_briefly(nopolicy, journal="other")
+t.ok(rc == 0 and lines and all(x.startswith("kvmid[") for x in lines),
+     "JOURNAL_STREAM naming another file: plain lines, no <N>", "\n".join(lines))
 
 # A stale socket is replaced; a live one is not stolen.
 d = Daemon("")
@@ -116,4 +245,5 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
 t.ok(wait_for(lambda: not os.path.exists(run + "/io.kvmid.Admin")), "background daemon stops on SIGTERM")
 p = subprocess.run([KVMID, "--config", bad, "--runtime-dir", run], capture_output=True, text=True, timeout=10)
 t.eq(p.returncode, 1, "background start with a broken configuration: exit status 1")
+shutil.rmtree(tmp, ignore_errors=True)
 t.done()
