@@ -26,6 +26,8 @@ struct Listener {
         char *path;                  /* unlinked at stop if we bound it */
         bool owned;
         struct event *ev_accept, *ev_resume;
+        uint64_t pause_logged_usec;  /* out of descriptors: said at most every 10 s */
+        unsigned pauses_unsaid;
 };
 
 typedef struct ServerUid {
@@ -150,8 +152,16 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *userdata) 
                 if (fd < 0) {
                         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                                 struct timeval tv = { .tv_usec = ACCEPT_PAUSE_USEC };
-                                log_warning_errno(errno, "%s listener: cannot accept (%m), pausing for %ums",
-                                                  role_to_string(l->role), ACCEPT_PAUSE_USEC / 1000);
+                                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                                if (l->pause_logged_usec == 0 || now - l->pause_logged_usec >= 10000000ULL) {
+                                        log_warning_errno(errno, "%s listener: cannot accept (%m), pausing for %ums"
+                                                          " (%u more pauses since the last message)",
+                                                          role_to_string(l->role), ACCEPT_PAUSE_USEC / 1000,
+                                                          l->pauses_unsaid);
+                                        l->pause_logged_usec = now;
+                                        l->pauses_unsaid = 0;
+                                } else
+                                        l->pauses_unsaid++;
                                 event_del(l->ev_accept);
                                 evtimer_add(l->ev_resume, &tv);
                         } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)

@@ -181,7 +181,7 @@ try:
         first = d4.connect("admin", timeout=5)
         first.call("org.varlink.service.GetInfo")
         conns = [Varlink(d4.socket("admin"), timeout=5) for _ in range(60)]
-        t.ok(wait_for(lambda: "admin listener: cannot accept (Too many open files), pausing for 100ms" in d4.logtext(),
+        t.ok(wait_for(lambda: "admin listener: cannot accept (Too many open files), pausing for 100ms (0 more pauses" in d4.logtext(),
                       5), "EMFILE: the admin listener logs that it pauses accepting", d4.logtext()[-2000:])
         r = first.call("org.varlink.service.GetInfo")
         t.ok("vendor" in r.get("parameters", {}), "EMFILE: a connection accepted before is still served")
@@ -193,8 +193,7 @@ try:
         pauses = d4.logtext().count("pausing for 100ms") - lines0
         t.ok(used <= 0.2 * elapsed * tck, "EMFILE: the daemon does not spin (%d of %d ticks of CPU in %.1fs)"
              % (used, int(elapsed * tck), elapsed))
-        t.ok(pauses <= elapsed / 0.1 + 5, "EMFILE: accept is retried about every 100ms, not in a loop (%d retries in %.1fs)"
-             % (pauses, elapsed))
+        t.eq(pauses, 0, "EMFILE: the pause is logged at most every 10s, not at each 100ms retry")
     finally:
         for x in conns:
             x.close()
