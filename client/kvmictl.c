@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kvmictl.h"
 #include "audit-record.h"
@@ -39,6 +40,7 @@ typedef struct Ctx {
         unsigned lines;
         const char *kinds[MAX_LABELS];
         size_t n_kinds;
+        const char *expect_last;        /* audit verify: "SEQ[:DIGEST]" */
         unsigned given;                 /* VERB_OPT_* seen on the command line */
         VarlinkClient *client;
 } Ctx;
@@ -49,6 +51,7 @@ enum {
         VERB_OPT_EXPLAIN = 1U << 1,     /* --perm, --label */
         VERB_OPT_FILTER = 1U << 2,      /* --introspector, --target */
         VERB_OPT_TAIL = 1U << 3,        /* --follow, --lines, --kind */
+        VERB_OPT_VERIFY = 1U << 4,      /* --expect-last */
 };
 
 typedef struct Verb {
@@ -545,12 +548,48 @@ static int verb_policy(Ctx *ctx, int argc, char **argv) {
         return errorf(EXIT_USAGE, "unknown policy command \"%s\" (check, show, reload, explain)", sub);
 }
 
+/* A chain intact from its first record to its last says nothing of
+ * records cut off the end: --expect-last compares the end with an anchor
+ * kept elsewhere (GetStatus's audit last_seq and last_digest, the
+ * journal's KVMID_AUDIT_SEQ and KVMID_AUDIT_DIGEST). */
+static int audit_check_end(const char *expect, AuditVerifyResult *res) {
+        char *end;
+        uint64_t seq;
+
+        errno = 0;
+        seq = strtoull(expect, &end, 10);
+        if (errno || end == expect || (*end && *end != ':'))
+                return -EINVAL;
+        if (*end == ':' && strlen(end + 1) != AUDIT_HEX_SIZE - 1)
+                return -EINVAL;
+        if (res->last_seq != seq)
+                snprintf(res->message, sizeof res->message, "the chain ends at seq %" PRIu64 ", expected %" PRIu64 "%s",
+                         res->last_seq, seq, res->last_seq < seq ? ": records are missing at the end (truncated)" : "");
+        else if (*end == ':' && strcasecmp(end + 1, res->last_digest) != 0)
+                snprintf(res->message, sizeof res->message,
+                         "the last record (seq %" PRIu64 ") hashes to %s, expected %s: it is not the record anchored",
+                         seq, res->last_digest, end + 1);
+        else
+                return 0;
+        return 1;
+}
+
 static int audit_verify(Ctx *ctx, int n, char **files) {
         AuditVerifyResult res;
         int r = audit_verify_files((const char *const *) files, (size_t) n, &res);
 
         if (r < 0)
                 return errorf(EXIT_FAIL, "audit verify: %s", strerror(-r));
+        if (r == 0 && ctx->expect_last) {
+                r = audit_check_end(ctx->expect_last, &res);
+                if (r < 0)
+                        return errorf(EXIT_USAGE, "--expect-last takes SEQ or SEQ:DIGEST (64 hex digits), not \"%s\"",
+                                      ctx->expect_last);
+                if (r > 0) {
+                        res.file = files[n - 1];
+                        res.line = 0;
+                }
+        }
         if (ctx->json != JSON_OFF) {
                 _cleanup_json_ struct json_object *o = json_object_new_object();
                 if (!o)
@@ -570,7 +609,10 @@ static int audit_verify(Ctx *ctx, int n, char **files) {
                 return r == 0 ? EXIT_OK : EXIT_FAIL;
         }
         if (r != 0) {
-                fprintf(stderr, "%s:%" PRIu64 ": %s\n", res.file ?: "?", res.line, res.message);
+                if (res.line == 0)
+                        fprintf(stderr, "%s: %s\n", res.file ?: "?", res.message);
+                else
+                        fprintf(stderr, "%s:%" PRIu64 ": %s\n", res.file ?: "?", res.line, res.message);
                 return EXIT_FAIL;
         }
         printf("%zu file%s, %" PRIu64 " records, seq %" PRIu64 "..%" PRIu64 ": intact%s (last digest %s)\n", res.files,
@@ -1009,7 +1051,7 @@ static const Verb verbs[] = {
         { "policy", "check FILE|DIR...|show|reload|explain", "check offline, show, reload or explain the policy", 1, 65,
           verb_policy, VERB_OPT_EXPLAIN | VERB_OPT_FILTER },
         { "audit", "verify FILE...|tail|rotate", "verify audit files offline, follow or rotate the audit log", 1,
-          64, verb_audit, VERB_OPT_FILTER | VERB_OPT_TAIL },
+          64, verb_audit, VERB_OPT_FILTER | VERB_OPT_TAIL | VERB_OPT_VERIFY },
         { "introspectors", "", "configured introspector identities and what they hold", 0, 0, verb_introspectors, 0 },
         { "sessions", "", "open sessions and their subscribers", 0, 0, verb_sessions, 0 },
         { "tokens", "", "map tokens (public ids, never the secrets)", 0, 0, verb_tokens, 0 },
@@ -1058,7 +1100,7 @@ static void help(void) {
 
 static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, int *ret_optind) {
         enum { ARG_NO_LEGEND = 0x100, ARG_MORE, ARG_ONEWAY, ARG_INTROSPECTOR, ARG_TARGET, ARG_PERM, ARG_LABEL,
-               ARG_KIND };
+               ARG_KIND, ARG_EXPECT_LAST };
         static const struct option longopts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", optional_argument, NULL, 'j' },
@@ -1073,6 +1115,7 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                 { "follow", no_argument, NULL, 'f' },
                 { "lines", required_argument, NULL, 'n' },
                 { "kind", required_argument, NULL, ARG_KIND },
+                { "expect-last", required_argument, NULL, ARG_EXPECT_LAST },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -1140,6 +1183,10 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                         ctx->kinds[ctx->n_kinds++] = optarg;
                         ctx->given |= VERB_OPT_TAIL;
                         break;
+                case ARG_EXPECT_LAST:
+                        ctx->expect_last = optarg;
+                        ctx->given |= VERB_OPT_VERIFY;
+                        break;
                 case ARG_PERM:
                         ctx->perm = optarg;
                         ctx->given |= VERB_OPT_EXPLAIN;
@@ -1183,6 +1230,8 @@ static int parse_argv(int argc, char **argv, Ctx *ctx, const Verb **ret_verb, in
                 return errorf(EXIT_USAGE, "--introspector and --target only go with policy explain and audit tail");
         if ((ctx->given & VERB_OPT_TAIL) && !(verb->options & VERB_OPT_TAIL))
                 return errorf(EXIT_USAGE, "--follow, --lines and --kind only go with audit tail");
+        if ((ctx->given & VERB_OPT_VERIFY) && !(verb->options & VERB_OPT_VERIFY))
+                return errorf(EXIT_USAGE, "--expect-last only goes with audit verify");
         *ret_verb = verb;
         *ret_optind = optind + 1;
         return 0;

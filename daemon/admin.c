@@ -55,6 +55,7 @@ static struct json_object *audit_status(const Audit *a) {
         json_object_object_add(o, "bytes", json_object_new_uint64(st.bytes));
         json_object_object_add(o, "rotations", json_object_new_uint64(st.rotations));
         json_object_object_add(o, "last_seq", json_object_new_uint64(st.last_seq));
+        json_object_object_add(o, "last_digest", json_object_new_string(st.last_digest));
         if (st.last_error) {
                 snprintf(err, sizeof err, "%s: %s", st.last_error_op ?: "write", strerror(-st.last_error));
                 json_object_object_add(o, "last_error", json_object_new_string(err));
