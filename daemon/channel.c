@@ -711,6 +711,11 @@ static int channel_event(Channel *ch, const KvmiMsgHdr *h, const uint8_t *msg, s
                 ch->unhooked = true;
                 return 0;
         }
+        /* The common reply only: events whose v7 reply carries more (CR's
+         * new value, MSR's) would have that zero-filled by the kernel, but
+         * the kernel sends only the events we enable, and kvmid enables
+         * HYPERCALL alone; anything else is a peer's bug, answered so that
+         * its vCPU does not stay stopped. */
         n = kvmi_encode_event_reply(out, sizeof out, ch->numbering, e->seq, e->vcpu, e->event,
                                     KVMI_EVENT_ACTION_CONTINUE);
         if (n < 0 || channel_queue(ch, out, (size_t) n) < 0) {
