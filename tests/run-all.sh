@@ -1,7 +1,7 @@
 #!/bin/sh
 # The whole test suite: install what is missing, then the plain build's
-# make check, the sanitizer (ASan+UBSan) build's make check, and make
-# distcheck.  Ends with one line "N passed, N failed, N skipped".
+# make check, the README demo, the sanitizer (ASan+UBSan) build's make
+# check, and make distcheck.  Ends with one line "N passed, N failed, N skipped".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/tests/deps.sh" || exit 1
@@ -26,6 +26,15 @@ suite() { # name dir configure-args...
 }
 
 suite "plain build" "$top/build"
+
+# The README's other command: the demo must keep working.
+echo "== README demo (tests/demo.sh)"
+demo_result=PASS
+if ! sh "$top/tests/demo.sh" >"$top/build/demo.out" 2>&1; then
+  demo_result=FAIL; status=1
+  tail -n 30 "$top/build/demo.out"
+fi
+echo "  demo: $demo_result"
 suite "sanitizer build (ASan+UBSan)" "$top/build-san" --enable-sanitizers
 
 echo "== make distcheck"
@@ -36,10 +45,11 @@ if ! make -C "$top/build" -s distcheck >"$top/build/distcheck.out" 2>&1; then
 fi
 echo "  distcheck: $dist_result"
 
-# Every test result of both builds, plus distcheck as one, plus a build
+# Every test result of both builds, plus distcheck and the demo as one
+# each, plus a build
 # that failed as one failure.
 results=$(find "$top/build" "$top/build-san" -path '*/kvmid-*' -prune -o -name '*.trs' -print |
-          xargs cat 2>/dev/null | sed -n 's/^:test-result: //p'; echo "$dist_result")
+          xargs cat 2>/dev/null | sed -n 's/^:test-result: //p'; echo "$dist_result"; echo "$demo_result")
 passed=$(printf '%s\n' "$results" | grep -c '^PASS')
 failed=$(( $(printf '%s\n' "$results" | grep -cE '^(FAIL|ERROR|XPASS)') + build_failures ))
 skipped=$(printf '%s\n' "$results" | grep -c '^SKIP')
