@@ -9,9 +9,11 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from kvmidtest import Daemon, Tap, Varlink, Sim, auth_proof, kvmi_socket, skip_all, KVMI_SIM, wait_for
+from kvmidtest import KVMICTL
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -127,6 +129,45 @@ def err(r):
     return r.get("error")
 
 
+def explained(introspector, target, perm):
+    """kvmictl policy explain: (decision, "file:line" of the deciding rule)."""
+    ex = json.loads(d.kvmictl("--json=short", "policy", "explain", "--introspector", introspector, "--target", target,
+                              "--perm", perm)[1])
+    return ex["decision"], "%s:%d" % (ex["file"], ex["line"])
+
+
+def settled_seq():
+    """The last seq once the writer has caught up."""
+    audit("none")
+    return last_seq()
+
+
+def read_pretty(proc, until, timeout=10):
+    """The JSON values a pretty-printing kvmictl writes, up to the first
+    for which until() is true: (values, text)."""
+    buf, values, dec = "", [], json.JSONDecoder()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if not ready:
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536).decode()
+        if not chunk:
+            break
+        buf += chunk
+        while True:
+            text = buf.lstrip()
+            try:
+                v, end = dec.raw_decode(text)
+            except ValueError:
+                break
+            values.append(v)
+            buf = text[end:]
+            if until(v):
+                return values, text[:end]
+    return values, buf
+
+
 
 
 try:
@@ -232,6 +273,13 @@ try:
     t.ok(err(r) == "io.kvmid.Introspector.PolicyDenied" and r["parameters"]["permission"] == "events",
          "policy says no to events")
     t.ok(audit("subscribe")[-1]["decision"] == "deny", "subscribe deny audited")
+    sd = audit("subscribe")
+    t.eq(explained("other", "web1", "events"), ("deny", sd[-1]["rule"]),
+         "policy explain --perm events names the rule of the real subscribe deny")
+    t.eq(explained("forensics", "web1", "events"), ("allow", sd[0]["rule"]),
+         "policy explain --perm events names the rule of the real subscribe allow")
+    t.eq(explained("slow", "web2", "map"), ("deny", td[-1]["rule"]),
+         "policy explain --perm map names the rule of the real token deny")
 
     # ---- tokens ----
     r = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x200000, "size": 4096})
@@ -280,6 +328,9 @@ try:
     ma = audit("map-allow")
     t.ok(len(ma) == 1 and ma[0]["rule"] == pol + ":2" and ma[0]["data"]["local_gpa"] == 0x10000
          and ma[0]["data"]["target_gpa"] == 0x2000, "map-allow audited (durable before the reply)")
+    t.eq(explained("forensics", "web1", "map"), ("allow", ma[0]["rule"]),
+         "policy explain --perm map names the rule of the real map allow")
+    t.eq(explained("forensics", "web1", "map"), ("allow", mint[-1]["rule"]), "and of the token mint")
     r = mem_map("vm-a", tok["token"], 0x2000, 0x11000)
     denied(r, "consumed", "the same token again: consumed")
     t.ok("consumed" in json.loads(d.kvmictl("--json=short", "tokens")[1])["tokens"][0]["state"]
@@ -333,6 +384,87 @@ try:
          and rs[2]["parameters"] == {"limit": "rate", "max": 2}, "token rate limit of the rule (rate=2/s)",
          json.dumps(rs))
     t.ok("rate" in audit("token-deny")[-1]["reason"], "rate denial audited")
+
+    # ---- max-mappings=2 under concurrency: 4 MemMaps in flight at once ----
+    q = login("forensics")
+    qs = q.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})["parameters"]["session"]
+    qt = [q.call("io.kvmid.Introspector.GetMapToken", {"session": qs, "gpa": 0x1000, "size": 0x1000}) for _ in range(4)]
+    t.ok(all("error" not in x for x in qt), "4 tokens for a fresh session (max-mappings=2)", json.dumps(qt))
+    s0 = settled_seq()
+    hs = [Varlink(d.socket("hypervisor")) for _ in range(4)]
+    for i, (hv, x) in enumerate(zip(hs, qt)):
+        hv.send("io.kvmid.Hypervisor.MemMap", {"introspector": "vm-a", "token": x["parameters"]["token"],
+                                               "target_gpa": 0x1000, "local_gpa": 0x40000 + i * 0x1000})
+    rs = [hv.recv() for hv in hs]          # every call is sent before any reply is read
+    allowed = [i for i, x in enumerate(rs) if "error" not in x]
+    quota = [i for i, x in enumerate(rs) if err(x) == "io.kvmid.Hypervisor.MapDenied"
+             and "max-mappings" in x["parameters"]["reason"]]
+    t.ok(len(allowed) == 2 and len(quota) == 2, "4 concurrent MemMaps under max-mappings=2: 2 allowed, 2 denied (quota)",
+         json.dumps(rs))
+    qa, qd = audit("map-allow", s0), audit("map-deny", s0)
+    t.ok(len(qa) == len(allowed) and len(qd) == len(quota) == 2
+         and all("max-mappings" in x["reason"] and x["rule"] == pol + ":2" for x in qd),
+         "audited: a map-allow each, a map-deny with the quota reason each", json.dumps(qa + qd))
+    mine = [x for x in json.loads(d.kvmictl("--json=short", "call", "io.kvmid.Admin.ListSessions")[1])["sessions"]
+            if x["session"] == qs]
+    t.ok(mine and mine[0]["mappings"] == 2, "ListSessions: the session holds its 2 mappings", json.dumps(mine))
+    for i in allowed:
+        h.call("io.kvmid.Hypervisor.MemUnmap", {"introspector": "vm-a", "local_gpa": 0x40000 + i * 0x1000})
+    for hv in hs:
+        hv.close()
+
+    # ---- unsubscribe: the subscriber goes away; its session is closed ----
+    s0 = settled_seq()
+    x = login("forensics")
+    x.send("io.kvmid.Introspector.Subscribe", {"session": qs}, more=True)
+    x.recv()
+    x.close()
+    t.ok(wait_for(lambda: audit("unsubscribe", s0)), "a subscriber disconnects: unsubscribe audited")
+    u = audit("unsubscribe", s0)
+    t.ok(len(u) == 1 and u[0]["reason"] == "subscriber disconnected" and u[0]["data"]["session"] == qs
+         and u[0]["object"]["target"] == "web1" and u[0]["subject"]["introspector"] == "forensics",
+         "unsubscribe: the session and the reason", json.dumps(u))
+    y = login("forensics")
+    y.send("io.kvmid.Introspector.Subscribe", {"session": qs}, more=True)
+    y.recv()
+    s0 = settled_seq()
+    t.ok("error" not in q.call("io.kvmid.Introspector.CloseSession", {"session": qs}), "CloseSession with a subscriber")
+    r = y.recv()
+    t.ok(err(r) == "io.kvmid.Introspector.SessionEnded" and r["parameters"]["reason"] == "closed by the introspector",
+         "the subscriber is told why", json.dumps(r))
+    u = audit("unsubscribe", s0)
+    t.ok(len(u) == 1 and u[0]["reason"] == "closed by the introspector" and u[0]["data"]["session"] == qs,
+         "CloseSession: unsubscribe audited with the reason", json.dumps(u))
+    sc = audit("session-close", s0)
+    t.ok(len(sc) == 1 and sc[0]["reason"] == "closed by the introspector" and sc[0]["seq"] > u[0]["seq"],
+         "then session-close", json.dumps(sc))
+    y.close()
+    q.close()
+
+    # ---- kvmictl audit tail --target ----
+    audit("none")
+    with open(AUDIT) as f:
+        every = [json.loads(x) for x in f if x.endswith("\n")]
+    want = [r["seq"] for r in every if (r.get("object") or {}).get("target") == "web2"]
+    rc, out, e2 = d.kvmictl("--json=short", "audit", "tail", "-n", "10000", "--target", "web2")
+    got = [json.loads(x) for x in out.splitlines()]
+    t.ok(rc == 0 and got and all(r["object"]["target"] == "web2" for r in got) and [r["seq"] for r in got] == want
+         and len(want) < len(every) and any((r.get("object") or {}).get("target") == "web1" for r in every),
+         "audit tail --target: every record of that target, and only those", out + e2)
+    fol = subprocess.Popen([KVMICTL, "--socket", d.socket("admin"), "--json", "audit", "tail", "-f", "-n", "0",
+                            "--target", "web1"], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    s2 = so.call("io.kvmid.Introspector.OpenSession", {"target": "web2"})["parameters"]["session"]
+    s1 = o.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})["parameters"]["session"]
+    recs, text = read_pretty(fol, lambda r: r.get("kind") == "session-open")
+    fol.terminate()
+    fol.wait()
+    rec = recs[-1] if recs else {}
+    t.ok(rec.get("kind") == "session-open" and rec["data"]["session"] == s1 and text.count("\n") > 5
+         and all(r["object"]["target"] == "web1" for r in recs),
+         "audit tail -f --json --target: pretty records of that target only, as they are written", json.dumps(recs))
+    so.call("io.kvmid.Introspector.CloseSession", {"session": s2})
+    o.call("io.kvmid.Introspector.CloseSession", {"session": s1})
 
     # ---- sessions end: admin revoke, policy reload, target UNHOOK ----
     rc, out, _ = d.kvmictl("sessions")

@@ -145,6 +145,17 @@ static const struct {
         { "[domain a]\ncolour = red\n", "2: [domain a] colour = \"red\": unknown key" },
         { "[domain a/b]\nrole = target\n",
           "2: [domain a/b] role = \"target\": a domain name must be 1 to 255 characters without spaces or '/'" },
+        { "[audit]\nsync = sometimes\n", "2: [audit] sync = \"sometimes\": expected always, interval or off" },
+        { "[audit]\nsync = ALWAYS\n", "2: [audit] sync = \"ALWAYS\": expected always, interval or off" },
+        { "[audit]\nsync =\n", "2: [audit] sync = \"\": expected always, interval or off" },
+        { "[audit]\n\nsync-interval = 0\n", "3: [audit] sync-interval = \"0\": expected milliseconds from 1 to 60000" },
+        { "[audit]\nsync-interval = 60001\n", "2: [audit] sync-interval = \"60001\": expected milliseconds from 1 to 60000" },
+        { "[audit]\nsync-interval = 100ms\n", "2: [audit] sync-interval = \"100ms\": expected milliseconds from 1 to 60000" },
+        { "[audit]\nsync-interval = -1\n", "2: [audit] sync-interval = \"-1\": expected milliseconds from 1 to 60000" },
+        { "[audit]\nfile = audit.log\n", "2: [audit] file = \"audit.log\": must be an absolute path" },
+        { "[audit]\nsync-every = 1\n", "2: [audit] sync-every = \"1\": unknown key" },
+        /* a later bad sync line is reported even after a good one */
+        { "[audit]\nsync = off\nsync = never\n", "3: [audit] sync = \"never\": expected always, interval or off" },
         /* the first error is reported, even when later lines are bad too */
         { "[daemon]\nlog-level = info\nfoo = 1\nbar = 2\n", "3: [daemon] foo = \"1\": unknown key" },
 };
@@ -156,6 +167,47 @@ START_TEST(test_bad) {
         ck_assert_ptr_null(c);
         ck_assert_ptr_nonnull(e);
         ck_assert_str_eq(e, bad[_i].error);
+}
+END_TEST
+
+/* [audit]: sync and sync-interval, and the file's default. */
+START_TEST(test_audit_keys) {
+        static const struct {
+                const char *text;
+                AuditSyncMode sync;
+                unsigned interval_msec;
+        } good[] = {
+                { "[audit]\nsync = always\n", AUDIT_SYNC_ALWAYS, 1000 },
+                { "[audit]\nsync = interval\n", AUDIT_SYNC_INTERVAL, 1000 },
+                { "[audit]\nsync = interval\nsync-interval = 250\n", AUDIT_SYNC_INTERVAL, 250 },
+                { "[audit]\nsync-interval = 1\nsync = interval\n", AUDIT_SYNC_INTERVAL, 1 },
+                { "[audit]\nsync = interval\nsync-interval = 60000\n", AUDIT_SYNC_INTERVAL, 60000 },
+                { "[audit]\nsync = off\n", AUDIT_SYNC_OFF, 1000 },
+                /* the last line wins */
+                { "[audit]\nsync = off\nsync = always\nsync-interval = 5\nsync-interval = 7\n", AUDIT_SYNC_ALWAYS, 7 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_(config_freep) Config *c = NULL;
+                char *e = load(good[i].text, &c);
+
+                ck_assert_msg(!e, "%s: %s", good[i].text, e);
+                ck_assert_msg(c->audit.sync == good[i].sync, "%s: sync %d", good[i].text, c->audit.sync);
+                ck_assert_uint_eq(c->audit.interval_msec, good[i].interval_msec);
+                ck_assert_ptr_nonnull(c->audit.file);
+        }
+
+        _cleanup_(config_freep) Config *c = NULL;
+        ck_assert_int_eq(config_load(NULL, "/tmp/rt", &c, NULL), 0);
+        ck_assert_int_eq(c->audit.sync, AUDIT_SYNC_ALWAYS);
+        ck_assert_uint_eq(c->audit.interval_msec, 1000);
+        /* a private runtime directory keeps its own audit log */
+        ck_assert_str_eq(c->audit.file, "/tmp/rt/audit.log");
+        c = config_free(c);
+        ck_assert_ptr_null(load("[audit]\nfile = /srv/log/a.log\nsync = off\n", &c));
+        ck_assert_str_eq(c->audit.file, "/srv/log/a.log");
+        ck_assert_int_eq(c->audit.sync, AUDIT_SYNC_OFF);
+        ck_assert_str_eq(audit_sync_mode_to_string(c->audit.sync), "off");
 }
 END_TEST
 
@@ -272,6 +324,7 @@ int main(void) {
         tcase_add_test(tc, test_all_keys);
         tcase_add_test(tc, test_runtime_dir_override);
         tcase_add_loop_test(tc, test_bad, 0, ELEMENTSOF(bad));
+        tcase_add_test(tc, test_audit_keys);
         tcase_add_test(tc, test_missing_file);
         tcase_add_test(tc, test_role_names);
         tcase_add_test(tc, test_domains);
