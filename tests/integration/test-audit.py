@@ -167,6 +167,12 @@ finally:
 d = Daemon(conf)
 try:
     authenticate(d.socket("introspector"), "tool2", KEYS["tool2"])
+    anchor = json.loads(d.kvmictl("--json=short", "status")[1])["audit"]
+    p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last",
+                        "%d:%s" % (anchor["last_seq"], anchor["last_digest"])] + chain_files(),
+                       capture_output=True, text=True)
+    t.ok(p.returncode == 0 and "intact" in p.stdout,
+         "verify --expect-last with GetStatus's last_seq:last_digest: the live chain ends there", p.stdout + p.stderr)
 finally:
     d.stop()
     d.cleanup()
@@ -211,6 +217,26 @@ for name, edit, word in cases:
     t.ok(rc == 1 and ":" in out and word in out.lower(), "verify catches a %s, names the line" % name, out)
 rc, out = verify(list(reversed(chain_files())))
 t.ok(rc == 1, "verify catches files given out of order", out)
+
+# Whole records cut off the end leave an intact chain: only an anchor kept
+# elsewhere (GetStatus, the journal) shows them missing.
+last_line = open(chain_files()[-1]).read().splitlines()[-1]
+last = json.loads(last_line)
+expect = "%d:%s" % (last["seq"], hashlib.sha256(last_line.encode()).hexdigest())     # what the next prev would be
+rc, out = tampered("cut-at-line", lambda l: l[:-2])
+t.ok(rc == 0, "records cut at a line boundary: the chain itself is intact", out)
+cut = os.path.join(work, "tamper-cut-at-line", os.path.basename(chain_files()[-1]))
+files = [os.path.join(work, "tamper-cut-at-line", os.path.basename(x)) for x in chain_files()]
+p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last", expect] + files, capture_output=True, text=True)
+t.ok(p.returncode == 1 and p.stderr.startswith(cut + ": ") and "truncated" in p.stderr
+     and "expected %d" % last["seq"] in p.stderr, "verify --expect-last SEQ:DIGEST catches them", p.stderr)
+p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last", expect] + chain_files(), capture_output=True, text=True)
+t.ok(p.returncode == 0, "verify --expect-last passes on the untouched files", p.stdout + p.stderr)
+p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last", "%d:%s" % (last["seq"], "0" * 64)] + chain_files(),
+                   capture_output=True, text=True)
+t.ok(p.returncode == 1 and "not the record anchored" in p.stderr, "a wrong digest for the last seq is caught", p.stderr)
+p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last", "soon"] + chain_files(), capture_output=True, text=True)
+t.eq(p.returncode, 2, "--expect-last with a bad anchor: usage error")
 
 # kill -9 during a burst of durable allows: every answered one is on disk
 d = Daemon(conf)
