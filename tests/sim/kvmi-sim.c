@@ -6,24 +6,34 @@
  *            [--vcpus N] [--events N] [--rate HZ] [--reg NAME=VALUE]...
  *            [--mode 64|32] [--unhook-at-exit] [--timeout SEC]
  *            [--misbehave MODE] [--control PATH] [--floor]
- *            [--version-layout 16|8] [--no-map-token] [--no-hypercall] [-v]
+ *            [--version-layout 16|8] [--max-msg N] [--no-map-token] [--no-hypercall]
+ *            [--handshake-size N] [--event-id ID] [--event-size N] [-v]
  *            [--introspector NAME,KEYFILE,VMNAME [--introspector-socket PATH]
  *             [--hypervisor-socket PATH] [--attach TARGET]... [--subscribers N]
  *             [--map COUNT] [--gpa START,SIZE] [--local-gpa BASE]
  *             [--watch-revocations]]
  *
  * Per VM: connect to the Unix socket like QEMU, send kvmi_qemu2introspector
- * (96 bytes: uuid, start_time = now, name), read kvmi_introspector2qemu and
- * compare cookie_hash with SHA-1 of COOKIEFILE's bytes (no COOKIEFILE: any
- * hash passes; mismatch: close, "cookie mismatch").  Then play the kernel:
- * GET_VERSION (7; 16-byte reply with kvmi_features, or --version-layout 8:
- * second word = max_msg_size), CHECK_COMMAND / CHECK_EVENT (0 or
+ * (96 bytes: uuid, start_time = now, name; --handshake-size N: struct_size
+ * N, 32 .. 65536, beyond 96 zero, below 96 the name cut to what fits), read
+ * kvmi_introspector2qemu and compare cookie_hash with SHA-1 of COOKIEFILE's
+ * bytes (no COOKIEFILE: any hash passes; mismatch: close, "cookie
+ * mismatch"; the report's "cookie_hash" is what kvmid sent).  Then play
+ * the kernel: GET_VERSION (7; 16-byte reply with kvmi_features, or
+ * --version-layout 8: second word = max_msg_size 8184; --max-msg N puts N
+ * there in either layout, and N is then the limit both ways: kvmid's
+ * messages are held to it, and --misbehave oversize exceeds it by one),
+ * CHECK_COMMAND / CHECK_EVENT (0 or
  * -KVM_EOPNOTSUPP; --no-map-token, --no-hypercall), GET_GUEST_INFO
  * (--vcpus), CONTROL_VM_EVENTS / CONTROL_EVENTS (bad vCPU: -KVM_EINVAL),
  * GET_MAP_TOKEN (256-bit random, at most 8 live, 3 s, single use), anything
  * else -KVM_EOPNOTSUPP.  Guest requests (HYPERCALL: rax=34, rdi=24, rsi=0;
  * --mode 32: ebx/ecx) go only to vCPUs kvmid enabled, one outstanding per
  * vCPU; every EVENT_REPLY is checked (seq, vCPU, event, padding, CONTINUE).
+ * --event-id ID sends kvmi_event.event = ID (1..255, v7 numbering: 1 CR, 4
+ * BREAKPOINT with their event-specific structs, ...; unknown ids too)
+ * instead of HYPERCALL; --event-size N sets kvmi_event.size (544..65535, a
+ * newer kernel's longer struct, the tail zero).
  *
  * One-shot (default): connect all VMs, wait until HYPERCALL is enabled on
  * every vCPU (--timeout → exit 1), send --events per vCPU at --rate per vCPU
@@ -34,13 +44,14 @@
  * over socketpairs (the benchmark baseline).  --misbehave MODE: each VM
  * breaks the protocol one way (wrong-cookie, truncated-handshake,
  * slow-handshake, bad-header-size, nonzero-padding, unexpected-seq,
- * oversize, disconnect-mid-message, duplicate-uuid); exit 0 when it was
+ * oversize, disconnect-mid-message, duplicate-uuid, silent-command: never
+ * answer GET_GUEST_INFO); exit 0 when it was
  * carried out and kvmid closed the channel.  --control PATH: a JSON-lines
  * control socket, "ready" on stdout once it listens and the initial VMs are
  * through handshake and probe (or failed); one reply line per command:
  *
  *   {"cmd":"status"}                               per-VM state, counters, tokens
- *   {"cmd":"send","vm":N[,"vcpu":V][,"count":C][,"regs":{"rdx":1}][,"rate":HZ]}
+ *   {"cmd":"send","vm":N[,"vcpu":V][,"count":C][,"regs":{"rdx":1}][,"rate":HZ][,"event":ID]}
  *                                                  replies once all are acked
  *   {"cmd":"tokens","vm":N}                        live map tokens (hex, age_ms)
  *   {"cmd":"mint","vm":N}                          as if kvmid sent GET_MAP_TOKEN
@@ -126,10 +137,15 @@ static void sim_usage(FILE *f) {
               "      --timeout SEC        enable / reply / close waits (default 15)\n"
               "      --misbehave MODE     wrong-cookie, truncated-handshake, slow-handshake,\n"
               "                           bad-header-size, nonzero-padding, unexpected-seq, oversize,\n"
-              "                           disconnect-mid-message, duplicate-uuid\n"
+              "                           disconnect-mid-message, duplicate-uuid, silent-command\n"
               "      --control PATH       JSON-lines control socket; prints \"ready\" when up\n"
               "      --floor              baseline: a forked echo peer instead of kvmid\n"
               "      --version-layout N   GET_VERSION reply: 16 (kvmi_features, default) or 8\n"
+              "      --max-msg N          max message size GET_VERSION reports (64..65535; default\n"
+              "                           8184 with --version-layout 8, none in the 16-byte form)\n"
+              "      --handshake-size N   qemu2introspector struct_size (32..65536, default 96)\n"
+              "      --event-id ID        the events' kvmi_event.event (1..255, default 5 HYPERCALL)\n"
+              "      --event-size N       their kvmi_event.size (544..65535, default 544)\n"
               "      --no-map-token       GET_MAP_TOKEN unsupported\n"
               "      --no-hypercall       HYPERCALL events unsupported\n"
               "  -v, --verbose            log protocol steps on stderr\n"
@@ -148,6 +164,7 @@ static void sim_usage(FILE *f) {
               "                           mapping per session, CloseSession, expect its revocation\n\n"
               "Control commands (one JSON object per line, one reply line each):\n"
               "  {\"cmd\":\"status\"}  {\"cmd\":\"send\",\"vm\":N,\"vcpu\":0,\"count\":1,\"regs\":{\"rdx\":1}}\n"
+              "  (\"send\" also takes \"rate\":HZ and \"event\":ID, a kvmi_event.event 1..255)\n"
               "  {\"cmd\":\"tokens\",\"vm\":N}  {\"cmd\":\"mint\",\"vm\":N}  {\"cmd\":\"redeem\",\"vm\":N,\"token\":HEX}\n"
               "  {\"cmd\":\"unhook\",\"vm\":N}  {\"cmd\":\"connect\",\"vm\":\"NAME,UUID[,COOKIE]\"}\n"
               "  {\"cmd\":\"disconnect\",\"vm\":N}  {\"cmd\":\"quit\"}\n"
@@ -345,6 +362,13 @@ static void sim_on_signal(evutil_socket_t sig, _unused_ short what, void *userda
 
 /* ---- options ---------------------------------------------------------------------- */
 
+static uint8_t sim_hypercall_id(void) {
+        uint8_t id = 0;
+
+        (void) kvmi_numbering_ev_to_id(&kvmi_numbering_v7, KVMI_EV_HYPERCALL, &id);
+        return id;
+}
+
 static int sim_parse_uint(const char *arg, unsigned long long lo, unsigned long long hi, unsigned long long *ret) {
         char *end;
         unsigned long long v;
@@ -361,7 +385,7 @@ static int sim_parse(Sim *s, int argc, char **argv) {
         enum { OPT_VM = 256, OPT_VCPUS, OPT_EVENTS, OPT_RATE, OPT_REG, OPT_MODE, OPT_UNHOOK, OPT_TIMEOUT,
                OPT_MISBEHAVE, OPT_CONTROL, OPT_FLOOR, OPT_LAYOUT, OPT_NO_TOKEN, OPT_NO_HC, OPT_INTRO,
                OPT_INTRO_SOCKET, OPT_HV_SOCKET, OPT_ATTACH, OPT_SUBSCRIBERS, OPT_MAP, OPT_GPA, OPT_LOCAL_GPA,
-               OPT_WATCH };
+               OPT_WATCH, OPT_MAX_MSG, OPT_HS_SIZE, OPT_EVENT_ID, OPT_EVENT_SIZE };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, 's' },      { "vm", required_argument, NULL, OPT_VM },
                 { "vcpus", required_argument, NULL, OPT_VCPUS }, { "events", required_argument, NULL, OPT_EVENTS },
@@ -383,6 +407,10 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                 { "gpa", required_argument, NULL, OPT_GPA },
                 { "local-gpa", required_argument, NULL, OPT_LOCAL_GPA },
                 { "watch-revocations", no_argument, NULL, OPT_WATCH },
+                { "max-msg", required_argument, NULL, OPT_MAX_MSG },
+                { "handshake-size", required_argument, NULL, OPT_HS_SIZE },
+                { "event-id", required_argument, NULL, OPT_EVENT_ID },
+                { "event-size", required_argument, NULL, OPT_EVENT_SIZE },
                 { "verbose", no_argument, NULL, 'v' },           { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -543,6 +571,28 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                         o->intro.watch_revocations = true;
                         intro_opt = true;
                         break;
+                case OPT_MAX_MSG:
+                        if (sim_parse_uint(optarg, 64, KVMI_MAX_MSG_SIZE_LIMIT, &v) < 0)
+                                goto bad;
+                        o->has_max_msg = true;
+                        o->max_msg = (uint32_t) v;
+                        break;
+                case OPT_HS_SIZE:
+                        if (sim_parse_uint(optarg, KVMI_QEMU2INTROSPECTOR_MIN_SIZE, KVMI_HANDSHAKE_MAX_SIZE, &v) < 0)
+                                goto bad;
+                        o->handshake_size = (uint32_t) v;
+                        break;
+                case OPT_EVENT_ID:
+                        /* 0 is UNHOOK, which has no reply: --unhook-at-exit. */
+                        if (sim_parse_uint(optarg, 1, UINT8_MAX, &v) < 0)
+                                goto bad;
+                        o->event_id = (uint8_t) v;
+                        break;
+                case OPT_EVENT_SIZE:
+                        if (sim_parse_uint(optarg, KVMI_EVENT_SIZE, KVMI_MAX_MSG_SIZE_LIMIT, &v) < 0)
+                                goto bad;
+                        o->event_size = (uint16_t) v;
+                        break;
                 case 'v':
                         o->verbose = true;
                         break;
@@ -577,6 +627,11 @@ static int sim_parse(Sim *s, int argc, char **argv) {
         }
         if (intro_opt && !o->intro.enabled) {
                 fprintf(stderr, "kvmi-sim: introspector options need --introspector NAME,KEYFILE,VMNAME\n");
+                return -EINVAL;
+        }
+        if (o->intro.enabled && o->event_id != sim_hypercall_id()) {
+                /* kvmid delivers guest requests only: the subscribers would wait. */
+                fprintf(stderr, "kvmi-sim: --event-id does not go with --introspector\n");
                 return -EINVAL;
         }
         if (o->intro.enabled && (o->floor || o->misbehave)) {
@@ -648,6 +703,8 @@ static int sim_setup(Sim *s, int *floor_fds) {
 
 int main(int argc, char **argv) {
         Sim s = { .o = { .vcpus = 1, .events = 100, .mode = KVMI_MODE_64, .timeout_sec = 15, .version_layout = 16,
+                         .handshake_size = KVMI_QEMU2INTROSPECTOR_SIZE, .event_id = sim_hypercall_id(),
+                         .event_size = KVMI_EVENT_SIZE,
                          .intro = { .subscribers = 1, .gpa = 0x1000, .gpa_size = 0x1000 } } };
         _cleanup_free_ int *floor_fds = NULL;
         struct json_object *report;

@@ -4,8 +4,9 @@
  * previous one; "send", "connect" and "unhook" reply when done):
  *
  *   {"cmd":"status"}                     → {"ready":B,"vms":[{...per-VM state...}]}
- *   {"cmd":"send","vm":N,"vcpu":V,"count":C,"regs":{"rdx":1},"rate":HZ}
- *       vcpu optional (all HYPERCALL-enabled vCPUs), count default 1
+ *   {"cmd":"send","vm":N,"vcpu":V,"count":C,"regs":{"rdx":1},"rate":HZ,"event":ID}
+ *       vcpu optional (all HYPERCALL-enabled vCPUs), count default 1, event:
+ *       kvmi_event.event 1..255 (default --event-id: HYPERCALL)
  *                                        → {"ok":B,"sent","acked","errors","latency_ns",...}
  *   {"cmd":"tokens","vm":N}              → {"vm":N,"live":K,"tokens":[{"token":HEX,"age_ms":MS}]}
  *   {"cmd":"mint","vm":N}                → as if GET_MAP_TOKEN: {"ok":true,"token":HEX} | {"ok":false,"error":"KVM_EAGAIN"}
@@ -194,7 +195,7 @@ static void ctl_send(CtlClient *c, struct json_object *req) {
         struct json_object *v;
         SimRegs regs = {};
         char why[SIM_ERR_LEN];
-        int64_t count = 1, vcpu = -1;
+        int64_t count = 1, vcpu = -1, event = -1;
         double rate = 0;
         SimVm *vm = ctl_vm(c, req);
         SimJob *job;
@@ -222,6 +223,13 @@ static void ctl_send(CtlClient *c, struct json_object *req) {
                         return;
                 }
         }
+        if (json_object_object_get_ex(req, "event", &v) && !json_object_is_type(v, json_type_null)) {
+                event = json_object_get_int64(v);
+                if (!json_object_is_type(v, json_type_int) || event < 1 || event > UINT8_MAX) {
+                        ctl_error(c, "\"event\" must be an event id 1..255 (UNHOOK: \"unhook\")");
+                        return;
+                }
+        }
         if (json_object_object_get_ex(req, "regs", &v)) {
                 if (!json_object_is_type(v, json_type_object)) {
                         ctl_error(c, "\"regs\" must be an object");
@@ -235,6 +243,8 @@ static void ctl_send(CtlClient *c, struct json_object *req) {
                 ctl_error(c, "%s", why);
                 return;
         }
+        if (event >= 0)
+                job->event_id = (uint8_t) event;        /* nothing is sent before we return to the loop */
         c->wait = CTL_WAIT_SEND;
         c->wait_job = job;
 }

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Guest requests: a job sends N HYPERCALL events on each of some vCPUs
  * (only where kvmid enabled HYPERCALL), paced per vCPU, and checks every
- * EVENT_REPLY strictly.  A vCPU that sent an event is stopped: it has at
+ * EVENT_REPLY strictly.  A job may send another event id instead (CR,
+ * BREAKPOINT with their event-specific structs, or an id no numbering
+ * knows), as a kernel whose introspector enabled more than kvmid does, or a
+ * newer kernel; the reply must still name the very id and vCPU, with zero
+ * padding and CONTINUE.  A vCPU that sent an event is stopped: it has at
  * most one event outstanding, and issues the next one only after the reply.
  * Ack latency = send → the read that brought the reply (CLOCK_MONOTONIC). */
 
@@ -13,6 +17,7 @@
 
 #define JOB_GUEST_RIP_64        0xffffffff81a01000ULL   /* an in-kernel agent's vmcall */
 #define JOB_GUEST_RIP_32        0xc1201000ULL
+#define JOB_EVENT_PAYLOAD_MAX   24
 
 /* ---- encoding ---------------------------------------------------------------- */
 
@@ -69,6 +74,46 @@ int job_encode_event(SimVm *vm, uint16_t vcpu, KvmiEv ev, const SimRegs *regs, u
                         util_regs_apply(regs, &e.regs);
         }
         return kvmi_event_encode(buf, bufsize, &kvmi_numbering_v7, &e, NULL, 0);
+}
+
+static void job_put_u64(uint8_t *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+
+/* A job's event: wire id 'id' with kvmi_event.size --event-size.  v7's
+ * event-specific structs for CR (kvmi_event_cr: u16 cr, u16 padding[3], u64
+ * old_value, new_value) and BREAKPOINT (kvmi_event_breakpoint: u64 gpa, u8
+ * insn_len, u8 padding[7]); none for the rest.  An id the numbering does
+ * not know goes out as a HYPERCALL with that byte in kvmi_event.event. */
+static int job_encode_id(SimVm *vm, uint16_t vcpu, uint8_t id, const SimRegs *regs, uint32_t seq, uint8_t *buf,
+                         size_t bufsize) {
+        uint8_t payload[JOB_EVENT_PAYLOAD_MAX] = {};
+        KvmiEvent e = { .seq = seq, .vcpu = vcpu, .size = vm->sim->o.event_size };
+        bool known = kvmi_numbering_ev_from_id(&kvmi_numbering_v7, id, &e.event) == 0;
+        size_t plen = 0;
+        int n;
+
+        if (!known)
+                e.event = KVMI_EV_HYPERCALL;
+        job_guest_state(&e, vm->sim->o.mode, vcpu);
+        util_regs_apply(&vm->sim->o.regs, &e.regs);
+        if (regs)
+                util_regs_apply(regs, &e.regs);
+        if (known && e.event == KVMI_EV_CR) {
+                payload[0] = 4;                                         /* cr4 */
+                job_put_u64(payload + 8, e.sregs.cr4);
+                job_put_u64(payload + 16, e.sregs.cr4 | (1ULL << 20));  /* SMEP on */
+                plen = 24;
+        } else if (known && e.event == KVMI_EV_BREAKPOINT) {
+                job_put_u64(payload, 0x1a01000ULL);                     /* the int3's gpa */
+                payload[8] = 1;                                         /* insn_len */
+                plen = 16;
+        }
+        n = kvmi_event_encode(buf, bufsize, &kvmi_numbering_v7, &e, plen ? payload : NULL, plen);
+        if (n >= 0 && !known)
+                buf[KVMI_MSG_HDR_SIZE + 4] = id;                        /* kvmi_event.event */
+        return n;
 }
 
 /* ---- lifetime ------------------------------------------------------------------ */
@@ -163,6 +208,7 @@ SimJob *job_new(SimVm *vm, int vcpu, uint64_t per_vcpu, double rate, const SimRe
         job->vm = vm;
         job->per_vcpu = per_vcpu;
         job->rate = rate;
+        job->event_id = s->o.event_id;
         if (regs)
                 job->regs = *regs;
         job->on_done = done;
@@ -194,13 +240,13 @@ SimJob *job_new(SimVm *vm, int vcpu, uint64_t per_vcpu, double rate, const SimRe
 /* ---- sending ------------------------------------------------------------------- */
 
 static void job_vcpu_send(SimVcpu *v) {
-        uint8_t buf[KVMI_MSG_HDR_SIZE + KVMI_EVENT_SIZE];
+        static uint8_t buf[SIM_MSG_MAX];        /* --event-size: up to 64 KiB; vm_send copies what waits */
         SimJob *job = v->job;
         SimVm *vm = v->vm;
         uint32_t seq = vm->next_seq++;
         int n;
 
-        n = job_encode_event(vm, v->index, KVMI_EV_HYPERCALL, &job->regs, seq, buf, sizeof buf);
+        n = job_encode_id(vm, v->index, job->event_id, &job->regs, seq, buf, sizeof buf);
         if (n < 0) {
                 snprintf(job->error, sizeof job->error, "cannot encode the event: %s", kvmi_strerror(n));
                 vm_error(vm, "%s", job->error);
@@ -209,7 +255,7 @@ static void job_vcpu_send(SimVcpu *v) {
         }
         v->outstanding = true;
         v->seq = seq;
-        v->sent_event = KVMI_EV_HYPERCALL;
+        v->sent_id = job->event_id;
         v->job_left--;
         v->job_sent++;
         job->sent++;
@@ -317,9 +363,19 @@ static void job_vcpu_answered(SimVcpu *v, bool ok) {
 void job_on_reply(SimVm *vm, const KvmiMsgHdr *h, const uint8_t *msg, size_t len) {
         SimVcpu *v = NULL;
         KvmiCommand c = {};
+        uint8_t ev_id = 0;
         int r;
 
         r = kvmi_command_decode(&kvmi_numbering_v7, msg, len, &c);
+        if (r == -ENOMSG && len == KVMI_MSG_HDR_SIZE + KVMI_EVENT_REPLY_SIZE) {
+                /* Well formed (padding and action checked) but for an event
+                 * id v7 does not know: what an unknown event's reply names. */
+                c.vcpu = (uint16_t) (msg[KVMI_MSG_HDR_SIZE] | msg[KVMI_MSG_HDR_SIZE + 1] << 8);
+                c.event_reply.action = msg[KVMI_MSG_HDR_SIZE + 8];
+                r = 0;
+        }
+        if (r == 0)
+                ev_id = msg[KVMI_MSG_HDR_SIZE + 9];     /* kvmi_event_reply.event, as on the wire */
         if (r == 0 && c.vcpu < vm->nvcpus && vm->vcpus[c.vcpu].outstanding && vm->vcpus[c.vcpu].seq == h->seq)
                 v = &vm->vcpus[c.vcpu];
         else
@@ -347,9 +403,9 @@ void job_on_reply(SimVm *vm, const KvmiMsgHdr *h, const uint8_t *msg, size_t len
                 job_vcpu_answered(v, false);
                 return;
         }
-        if (c.event_reply.event != v->sent_event) {
-                vm_error(vm, "EVENT_REPLY seq %" PRIu32 " is for event %s, vCPU %u sent %s", h->seq,
-                         kvmi_ev_to_string(c.event_reply.event), v->index, kvmi_ev_to_string(v->sent_event));
+        if (ev_id != v->sent_id) {
+                vm_error(vm, "EVENT_REPLY seq %" PRIu32 " is for event id %u, vCPU %u sent event id %u", h->seq, ev_id,
+                         v->index, v->sent_id);
                 job_vcpu_answered(v, false);
                 return;
         }

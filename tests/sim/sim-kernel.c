@@ -88,6 +88,10 @@ void kernel_tokens_clear(SimTokens *t) {
 
 /* ---- commands -------------------------------------------------------------- */
 
+uint32_t kernel_max_msg(const Sim *s) {
+        return s->o.has_max_msg ? s->o.max_msg : KVMI_MAX_MSG_SIZE_V7;
+}
+
 static bool kernel_cmd_supported(const Sim *s, KvmiCmd cmd) {
         switch (cmd) {
         case KVMI_CMD_GET_VERSION:
@@ -157,10 +161,11 @@ static void kernel_command(SimVm *vm, const KvmiCommand *c) {
         switch (c->cmd) {
         case KVMI_CMD_GET_VERSION:
                 r.version.version = 7;
-                if (s->o.version_layout == 8)
-                        r.version.max_msg_size = KVMI_MAX_MSG_SIZE_V7;
-                else
-                        r.version.has_features = true;  /* libkvmi v7: padding word, zero features */
+                /* libkvmi v7 (16 bytes): a padding word and zero features,
+                 * unless --max-msg puts a limit in that word too. */
+                r.version.has_features = s->o.version_layout == 16;
+                if (s->o.has_max_msg || s->o.version_layout == 8)
+                        r.version.max_msg_size = kernel_max_msg(s);
                 break;
 
         case KVMI_CMD_CHECK_COMMAND:
@@ -178,6 +183,8 @@ static void kernel_command(SimVm *vm, const KvmiCommand *c) {
         }
 
         case KVMI_CMD_GET_GUEST_INFO:
+                if (mis_silent(vm, c->cmd, c->seq))
+                        return;         /* --misbehave silent-command: kvmid waits in vain */
                 r.guest_info.vcpu_count = vm->nvcpus;
                 vm->got_guest_info = true;
                 break;

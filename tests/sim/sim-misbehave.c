@@ -2,7 +2,9 @@
 /* --misbehave MODE: each VM breaks the protocol in one way and watches what
  * kvmid does.  Success means the misbehaviour was carried out and kvmid
  * closed the channel (wrong-cookie: we close, like QEMU; duplicate-uuid:
- * the second connection is closed while the first stays usable).  Where a
+ * the second connection is closed while the first stays usable;
+ * silent-command: GET_GUEST_INFO is never answered, kvmid must give up on
+ * it after its command-timeout).  Where a
  * close of ours would hide kvmid's reaction, we half-close (SHUT_WR): kvmid
  * reads EOF exactly as after close(), and we can still see it close. */
 
@@ -17,8 +19,8 @@
 #define MIS_TRUNCATED_BYTES     40
 #define MIS_HDR_CLAIM           600                     /* the header's claim ... */
 #define MIS_BOGUS_SEQ           0xfffffff0U             /* kvmid's seqs count up from 1 */
-#define MIS_OVERSIZE_BODY       (KVMI_MAX_MSG_SIZE_V7 + 1)
-#define MIS_OVERSIZE_SENT       64                      /* body bytes actually sent */
+#define MIS_OVERSIZE_SENT       64                      /* body bytes actually sent (of limit + 1) */
+#define MIS_SILENT_CMD          KVMI_CMD_GET_GUEST_INFO /* a probe step kvmid cannot do without */
 
 struct SimMis {
         MisMode mode;
@@ -41,6 +43,7 @@ static const char *const mis_names[MIS__MAX] = {
         [MIS_OVERSIZE] = "oversize",
         [MIS_DISCONNECT_MID_MESSAGE] = "disconnect-mid-message",
         [MIS_DUPLICATE_UUID] = "duplicate-uuid",
+        [MIS_SILENT_COMMAND] = "silent-command",
 };
 
 MisMode mis_from_string(const char *s) {
@@ -54,6 +57,8 @@ const char *mis_to_string(MisMode m) {
         return (unsigned) m < MIS__MAX ? mis_names[m] : "?";
 }
 
+static void mis_acted(SimMis *m);
+
 static bool mis_is_owner(const SimVm *vm) {
         return vm->mis && vm->mis->owner == vm;
 }
@@ -65,6 +70,17 @@ bool mis_handshake_wrong(const SimVm *vm) {
 bool mis_sends_handshake(const SimVm *vm) {
         return !mis_is_owner(vm) ||
                (vm->mis->mode != MIS_TRUNCATED_HANDSHAKE && vm->mis->mode != MIS_SLOW_HANDSHAKE);
+}
+
+bool mis_silent(SimVm *vm, KvmiCmd cmd, uint32_t seq) {
+        SimMis *m = vm->mis;
+
+        if (!mis_is_owner(vm) || m->mode != MIS_SILENT_COMMAND || cmd != MIS_SILENT_CMD || m->acted)
+                return false;
+        mis_acted(m);
+        snprintf(m->detail, sizeof m->detail, "%s (seq %" PRIu32 ") never answered", kvmi_cmd_to_string(cmd), seq);
+        util_log(vm->sim, "%s: misbehave: %s", vm->spec.name, m->detail);
+        return true;
 }
 
 bool mis_done(const SimVm *vm) {
@@ -225,15 +241,23 @@ static void mis_act_after_probe(SimMis *m) {
                 break;
         }
 
-        case MIS_OVERSIZE:
+        case MIS_OVERSIZE: {
+                /* One byte over what our GET_VERSION reported (--max-msg). */
+                uint32_t limit = kernel_max_msg(vm->sim);
+                if (limit >= KVMI_MAX_MSG_SIZE_LIMIT) {
+                        mis_finish(m, "a header cannot announce more than the %" PRIu32 " byte limit", limit);
+                        return;
+                }
                 n = kvmi_msg_hdr_encode(buf, sizeof buf,
-                                        &(KvmiMsgHdr) { .id = event_id, .size = MIS_OVERSIZE_BODY, .seq = seq });
+                                        &(KvmiMsgHdr) { .id = event_id, .size = (uint16_t) (limit + 1), .seq = seq });
                 if (n < 0)
                         break;
                 len = KVMI_MSG_HDR_SIZE + MIS_OVERSIZE_SENT;
-                snprintf(m->detail, sizeof m->detail, "EVENT header announcing %u body bytes (limit %u), %d sent",
-                         MIS_OVERSIZE_BODY, KVMI_MAX_MSG_SIZE_V7, MIS_OVERSIZE_SENT);
+                snprintf(m->detail, sizeof m->detail,
+                         "EVENT header announcing %" PRIu32 " body bytes (limit %" PRIu32 "), %d sent", limit + 1,
+                         limit, MIS_OVERSIZE_SENT);
                 break;
+        }
 
         case MIS_DISCONNECT_MID_MESSAGE:
                 n = job_encode_event(vm, 0, KVMI_EV_HYPERCALL, NULL, seq, buf, sizeof buf);

@@ -26,6 +26,12 @@ struct json_object *report_vm_json(const SimVm *vm, bool status) {
         json_object_object_add(o, "name", json_object_new_string(vm->spec.name));
         json_object_object_add(o, "uuid", json_object_new_string(vm->spec.uuid_str));
         json_object_object_add(o, "handshake", json_object_new_string(vm->handshake[0] ? vm->handshake : "pending"));
+        if (vm->got_cookie_hash) {
+                char hex[2 * KVMI_COOKIE_HASH_SIZE + 1];
+                util_hex(vm->cookie_hash, sizeof vm->cookie_hash, hex);
+                json_object_object_add(o, "cookie_hash", json_object_new_string(hex));
+        } else
+                json_object_object_add(o, "cookie_hash", NULL);
         for (int i = 0; i < KVMI_CMD__MAX; i++)
                 if (vm->cmd_count[i])
                         json_object_object_add(cmds, kvmi_cmd_to_string((KvmiCmd) i),

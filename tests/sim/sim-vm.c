@@ -278,14 +278,20 @@ static int vm_cookie_hash(const SimVm *vm, uint8_t ret[KVMI_COOKIE_HASH_SIZE], c
         return 0;
 }
 
+/* --handshake-size N: a newer QEMU's longer struct (the tail zero), or an
+ * older, shorter one (the name cut to what fits; 32: no name at all). */
 static void vm_send_handshake(SimVm *vm) {
-        KvmiQemu2Introspector h = { .struct_size = KVMI_QEMU2INTROSPECTOR_SIZE, .start_time = (int64_t) time(NULL) };
-        uint8_t buf[KVMI_QEMU2INTROSPECTOR_SIZE];
+        KvmiQemu2Introspector h = { .struct_size = vm->sim->o.handshake_size, .start_time = (int64_t) time(NULL) };
+        _cleanup_free_ uint8_t *buf = malloc(h.struct_size);
         int n;
 
+        if (!buf) {
+                vm_close(vm, false, "out of memory");
+                return;
+        }
         memcpy(h.uuid, vm->spec.uuid, sizeof h.uuid);
         snprintf(h.name, sizeof h.name, "%s", vm->spec.name);
-        n = kvmi_qemu2introspector_encode(buf, sizeof buf, &h);
+        n = kvmi_qemu2introspector_encode(buf, h.struct_size, &h);
         if (n < 0) {
                 vm_close(vm, false, "cannot encode the handshake: %s", kvmi_strerror(n));
                 return;
@@ -307,6 +313,8 @@ static int vm_handshake_reply(SimVm *vm, const uint8_t *p, size_t len) {
                 vm_close(vm, false, "%s", vm->handshake);
                 return r;
         }
+        memcpy(vm->cookie_hash, h.cookie_hash, sizeof vm->cookie_hash);
+        vm->got_cookie_hash = true;
         sim_vm_notify(vm, VM_NOTE_HANDSHAKE_REPLY);
         if (vm->state == VM_CLOSED)
                 return -ECONNRESET;
@@ -360,13 +368,13 @@ static void vm_process(SimVm *vm) {
                         vm_close(vm, false, "kvmid wrote before the handshake");
                         return;
                 }
-                /* What the kernel accepts from the introspector: v7's limit. */
-                r = kvmi_frame_check(p, avail, KVMI_MAX_MSG_SIZE_V7, &h);
+                /* What the kernel accepts from the introspector: the limit it reported. */
+                r = kvmi_frame_check(p, avail, kernel_max_msg(vm->sim), &h);
                 if (r < 0) {
                         KvmiMsgHdr bad = {};
                         (void) kvmi_msg_hdr_decode(p, avail, &bad);
-                        vm_error(vm, "kvmid sent a message of %u bytes (id %u), over the %u byte limit", bad.size,
-                                 bad.id, KVMI_MAX_MSG_SIZE_V7);
+                        vm_error(vm, "kvmid sent a message of %u bytes (id %u), over the %" PRIu32 " byte limit",
+                                 bad.size, bad.id, kernel_max_msg(vm->sim));
                         vm_close(vm, false, "oversized message from kvmid");
                         return;
                 }

@@ -117,6 +117,9 @@ int kernel_token_mint(SimTokens *t, uint64_t now, KvmiMapToken *ret);   /* 0 or 
 TokenRedeem kernel_token_redeem(SimTokens *t, const uint8_t bytes[KVMI_MAP_TOKEN_SIZE], uint64_t now);
 const char *kernel_token_redeem_to_string(TokenRedeem r);
 void kernel_tokens_clear(SimTokens *t);
+/* The body limit this kernel reports in GET_VERSION (--max-msg, else v7's
+ * 8184) and enforces on what kvmid sends. */
+uint32_t kernel_max_msg(const Sim *s);
 /* One KVMI message from kvmid (commands and EVENT_REPLYs). */
 void kernel_handle(SimVm *vm, const KvmiMsgHdr *h, const uint8_t *msg, size_t len);
 
@@ -153,7 +156,7 @@ typedef struct SimVcpu {
         uint32_t events;                /* enabled vCPU events, bit per KvmiEv */
         bool outstanding;               /* stopped in an event until its reply */
         uint32_t seq;
-        KvmiEv sent_event;
+        uint8_t sent_id;                /* kvmi_event.event of the outstanding event (wire id) */
         uint64_t sent_ns;
         SimJob *job;                    /* the job driving this vCPU, or NULL */
         uint64_t job_left, job_sent;
@@ -177,6 +180,8 @@ struct SimVm {
         int connect_errno;              /* last failed connect() while retrying */
 
         char handshake[SIM_ERR_LEN];    /* "" pending, "ok", or why not */
+        bool got_cookie_hash;
+        uint8_t cookie_hash[KVMI_COOKIE_HASH_SIZE];     /* as kvmid sent it in introspector2qemu */
         bool probed, got_guest_info;
         bool closed_by_peer;
         char close_reason[SIM_ERR_LEN];
@@ -225,6 +230,8 @@ struct SimJob {
         uint64_t per_vcpu;
         double rate;                    /* per vCPU, 0 = as fast as acks allow */
         SimRegs regs;                   /* on top of the process-wide --reg */
+        uint8_t event_id;               /* kvmi_event.event (wire id): job_new sets --event-id;
+                                         * callers may change it before returning to the loop */
         uint64_t start_ns, first_send_ns, last_ack_ns, last_progress_ns;
         uint64_t sent, acked, errors;
         unsigned vcpus_active;
@@ -243,7 +250,7 @@ void job_free(SimJob *job);
 void job_vm_closed(SimVm *vm);
 void job_on_reply(SimVm *vm, const KvmiMsgHdr *h, const uint8_t *msg, size_t len);
 /* The event message a vCPU of this VM would send (HYPERCALL guest request
- * or UNHOOK); returns its size or -errno. */
+ * or UNHOOK, kvmi_event.size 544); returns its size or -errno. */
 int job_encode_event(SimVm *vm, uint16_t vcpu, KvmiEv ev, const SimRegs *regs, uint32_t seq, uint8_t *buf,
                      size_t bufsize);
 struct json_object *job_result_json(const SimJob *job);
@@ -261,6 +268,7 @@ typedef enum MisMode {
         MIS_OVERSIZE,
         MIS_DISCONNECT_MID_MESSAGE,
         MIS_DUPLICATE_UUID,
+        MIS_SILENT_COMMAND,
         MIS__MAX,
 } MisMode;
 
@@ -272,6 +280,8 @@ bool mis_done(const SimVm *vm);
 bool mis_ok(const SimVm *vm, char *why, size_t whylen);
 bool mis_handshake_wrong(const SimVm *vm);      /* wrong-cookie: compare against a wrong secret */
 bool mis_sends_handshake(const SimVm *vm);      /* false: the mode writes its own handshake */
+/* silent-command: true if this command must go unanswered (the act). */
+bool mis_silent(SimVm *vm, KvmiCmd cmd, uint32_t seq);
 struct json_object *mis_json(const SimVm *vm);
 void mis_free(SimVm *vm);
 
@@ -368,6 +378,11 @@ typedef struct SimOpts {
         const char *control_path;
         bool floor;
         unsigned version_layout;        /* 16 (with kvmi_features) or 8 (max_msg_size) */
+        bool has_max_msg;
+        uint32_t max_msg;               /* --max-msg: GET_VERSION's second word, in either layout */
+        uint32_t handshake_size;        /* qemu2introspector struct_size (96; 32 .. 64 KiB) */
+        uint8_t event_id;               /* the one-shot events' kvmi_event.event (wire id) */
+        uint16_t event_size;            /* their kvmi_event.size (544, more like a newer kernel) */
         bool no_map_token, no_hypercall;
         bool verbose;
         SimIntroOpts intro;
