@@ -155,6 +155,19 @@ uint32_t conn_vsock_cid(const Conn *c) {
         return c->vsock_cid;
 }
 
+void conn_audit_subject(const Conn *c, struct ucred *cred, AuditEvent *ev) {
+        ev->peer = NULL;
+        ev->cid = 0;
+        if (!c)
+                return;
+        if (c->vsock_cid) {
+                ev->cid = c->vsock_cid;
+                return;
+        }
+        *cred = c->cred;
+        ev->peer = cred;
+}
+
 Server *conn_server(const Conn *c) {
         return c->server;
 }

@@ -174,8 +174,7 @@ static void map_audit(Server *s, AuditKind kind, const char *identity, const cha
                       const char *uuid, const char *token_id, uint64_t target_gpa, uint64_t local_gpa, const char *rule,
                       const char *reason, Call *call, AuditDoneFn done, void *userdata) {
         _cleanup_json_ struct json_object *data = json_object_new_object();
-        Conn *c = call ? call_conn(call) : NULL;
-        const struct ucred cred = { .pid = c ? conn_pid(c) : 0, .uid = c ? conn_uid(c) : 0, .gid = c ? conn_gid(c) : 0 };
+        struct ucred cred;
 
         if (data) {
                 json_object_object_add(data, "introspector_vm", json_object_new_string(vm));
@@ -187,13 +186,13 @@ static void map_audit(Server *s, AuditKind kind, const char *identity, const cha
         AuditEvent ev = {
                 .kind = kind,
                 .introspector = identity,
-                .peer = c ? &cred : NULL,
                 .target = target,
                 .uuid = uuid,
                 .rule = rule,
                 .reason = reason,
                 .data = data,
         };
+        conn_audit_subject(call ? call_conn(call) : NULL, &cred, &ev);
         if (!done) {
                 server_audit(s, &ev);
                 return;

@@ -272,9 +272,9 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
                                                     conn_vsock_cid(c));
         OPENSSL_cleanse(want, sizeof want);
 
-        const struct ucred cred = { .pid = conn_pid(c), .uid = conn_uid(c), .gid = conn_gid(c) };
-        AuditEvent ev = { .kind = ok ? AUDIT_KIND_AUTH_OK : AUDIT_KIND_AUTH_FAIL, .introspector = name,
-                          .peer = conn_vsock_cid(c) ? NULL : &cred, .cid = conn_vsock_cid(c) };
+        struct ucred cred;
+        AuditEvent ev = { .kind = ok ? AUDIT_KIND_AUTH_OK : AUDIT_KIND_AUTH_FAIL, .introspector = name };
+        conn_audit_subject(c, &cred, &ev);
         if (!ok) {
                 peer->failures++;
                 log_notice("introspector authentication failed for \"%s\" from %s (pid %d)", name, binding,

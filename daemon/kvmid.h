@@ -276,6 +276,9 @@ uint64_t conn_id(const Conn *c);
 Server *conn_server(const Conn *c);
 /* The peer's vsock CID, 0 for a Unix peer. */
 uint32_t conn_vsock_cid(const Conn *c);
+/* An audit record's subject from the peer c (may be NULL: none): its
+ * SO_PEERCRED in *cred for a Unix peer, its CID for a vsock one. */
+void conn_audit_subject(const Conn *c, struct ucred *cred, AuditEvent *ev);
 /* Replies queued and not yet written (a subscriber's backlog). */
 size_t conn_queued_bytes(const Conn *c);
 size_t conn_queued_messages(const Conn *c);
@@ -348,6 +351,7 @@ struct Server {
         struct event *ev_flush_tick;
         uint64_t next_conn_id;
         bool stopping;
+        bool start_recorded;         /* daemon-start is in the audit log: daemon-stop will be */
         /* module state */
         struct Certification *certification;
         Domain *domains;             /* domain.c */

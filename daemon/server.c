@@ -408,6 +408,9 @@ Server *server_free(Server *s) {
                 session_end(s->sessions, "kvmid is stopping");
         /* The last records, and the callbacks of decisions still waiting
          * for the disk, while what they refer to still exists. */
+        if (s->start_recorded)
+                server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_STOP,
+                                                .reason = s->stopping ? "stopping" : "start failed" });
         if (s->audit) {
                 int r = audit_close(s->audit);
                 if (r < 0)
@@ -510,6 +513,17 @@ int server_start(Server *s) {
         r = server_open_audit(s);
         if (r < 0)
                 return r;
+        /* First of this run's records (the policy load, domains coming up
+         * follow); daemon-stop is the last, in server_free(). */
+        _cleanup_json_ struct json_object *data = json_object_new_object();
+        if (data) {
+                json_object_object_add(data, "version", json_object_new_string(PACKAGE_VERSION));
+                json_object_object_add(data, "pid", json_object_new_int64(getpid()));
+                if (s->config->path)
+                        json_object_object_add(data, "config", json_object_new_string(s->config->path));
+        }
+        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_START, .data = data });
+        s->start_recorded = true;
 
         n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
@@ -583,14 +597,6 @@ int server_start(Server *s) {
         r = libvirt_start(s); /* never fails on an unreachable libvirt: retries */
         if (r < 0)
                 return r;
-        _cleanup_json_ struct json_object *data = json_object_new_object();
-        if (data) {
-                json_object_object_add(data, "version", json_object_new_string(PACKAGE_VERSION));
-                json_object_object_add(data, "pid", json_object_new_int64(getpid()));
-                if (s->config->path)
-                        json_object_object_add(data, "config", json_object_new_string(s->config->path));
-        }
-        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_START, .data = data });
         return 0;
 }
 
@@ -615,7 +621,6 @@ void server_apply_config(Server *s, Config *c) {
 
 void server_stop(Server *s) {
         s->stopping = true;
-        server_audit(s, &(AuditEvent) { .kind = AUDIT_KIND_DAEMON_STOP, .reason = "stopping" });
         libvirt_stop(s);
         channel_server_stop(s);
         for (size_t k = 0; k < N_ROLES; k++)

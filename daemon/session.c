@@ -45,26 +45,24 @@ static const char *const reg_names[] = { "rax", "rbx", "rcx", "rdx", "rsi", "rdi
 static int session_audit_full(Session *ss, AuditKind kind, AuditDecision decision, const PolicyDecision *dec,
                               const char *reason, Conn *peer_conn, AuditDoneFn done, void *userdata) {
         _cleanup_json_ struct json_object *data = json_object_new_object();
-        const struct ucred cred = { .pid = peer_conn ? conn_pid(peer_conn) : 0,
-                                    .uid = peer_conn ? conn_uid(peer_conn) : 0,
-                                    .gid = peer_conn ? conn_gid(peer_conn) : 0 };
+        struct ucred cred;
         char rule[512];
 
         if (data)
                 json_object_object_add(data, "session", json_object_new_string(ss->id));
         if (dec)
                 snprintf(rule, sizeof rule, "%s:%u", dec->file, dec->line);
-        const AuditEvent ev = {
+        AuditEvent ev = {
                 .kind = kind,
                 .decision = decision,
                 .introspector = ss->introspector,
-                .peer = peer_conn ? &cred : NULL,
                 .target = ss->target->name,
                 .uuid = ss->target->uuid_str,
                 .rule = dec ? rule : NULL,
                 .reason = reason,
                 .data = data,
         };
+        conn_audit_subject(peer_conn, &cred, &ev);
         if (done)
                 return audit_append(ss->server->audit, &ev, done, userdata);
         server_audit(ss->server, &ev);
@@ -416,7 +414,7 @@ int session_method_open(Call *call, struct json_object *parameters, void *userda
         /* An allow is answered once its record is durable. */
         char rule[512];
         snprintf(rule, sizeof rule, "%s:%u", dec.file, dec.line);
-        const struct ucred cred = { .pid = conn_pid(c), .uid = conn_uid(c), .gid = conn_gid(c) };
+        struct ucred cred;
         _cleanup_json_ struct json_object *data = json_object_new_object();
         if (data)
                 json_object_object_add(data, "session", json_object_new_string(ss->id));
@@ -428,16 +426,17 @@ int session_method_open(Call *call, struct json_object *parameters, void *userda
         p->call = call_ref(call);
         p->session = ss;
         ss->open_pending = true;
-        r = audit_append(s->audit, &(AuditEvent) {
+        AuditEvent ev = {
                 .kind = AUDIT_KIND_SESSION_OPEN,
                 .decision = AUDIT_DECISION_ALLOW,
                 .introspector = me,
-                .peer = &cred,
                 .target = d->name,
                 .uuid = d->uuid_str,
                 .rule = rule,
                 .data = data,
-        }, open_durable, p);
+        };
+        conn_audit_subject(c, &cred, &ev);
+        r = audit_append(s->audit, &ev, open_durable, p);
         if (r < 0)
                 open_durable(p, r);
         return 0;

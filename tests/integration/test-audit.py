@@ -105,7 +105,7 @@ try:
     t.ok(rl and rl[-1]["data"]["digest"] == reload_reply.get("digest") and not rl[-1]["data"]["initial"]
          and rl[-1]["data"]["changed"] == reload_reply.get("changed"),
          "policy-reload-ok: data.digest is the digest ReloadPolicy returned", json.dumps([reload_reply, rl[-1:]]))
-    t.ok(kinds[:2] == ["policy-reload-ok", "daemon-start"], "start: the policy load, then daemon-start", kinds)
+    t.ok(kinds[:2] == ["daemon-start", "policy-reload-ok"], "start: daemon-start first, then the policy load", kinds)
     ok = [r for r in recs if r["kind"] == "auth-ok"]
     t.ok(len(ok) == 1 and ok[0]["decision"] == "allow" and ok[0]["subject"]["introspector"] == "tool0"
          and ok[0]["subject"]["uid"] == os.getuid() and ok[0]["subject"]["pid"] > 0,
@@ -180,7 +180,9 @@ rc, out = verify(chain_files())
 t.ok(rc == 0 and "3 files" in out and "intact" in out, "restart resumes the chain: verify over all files", out)
 recs = records(chain_files())
 stops = [i for i, r in enumerate(recs) if r["kind"] == "daemon-stop"]
-t.ok(len(stops) == 2 and recs[stops[0] + 2]["kind"] == "daemon-start", "the second run continues after the first's stop")
+t.ok(len(stops) == 2 and recs[stops[0] + 1]["kind"] == "daemon-start" and recs[-1]["kind"] == "daemon-stop",
+     "daemon-stop is each run's last record, and the second run starts right after the first's",
+     [r["kind"] for r in recs])
 
 # every tamper case, on a copy
 def tampered(name, edit):
@@ -346,7 +348,7 @@ t.ok(now.startswith(whole) and after[0] == frag and rec.get("kind") == "recovere
      and "torn" in rec["reason"], "a torn tail: kept, terminated, then a recovered record that witnesses it",
      json.dumps(rec) + "\n" + repr(after[:1]))
 nxt = [json.loads(x) for x in after[2:] if x]
-t.ok([x["kind"] for x in nxt[:2]] == ["policy-reload-ok", "daemon-start"] and nxt[0]["seq"] == rec["seq"] + 1,
+t.ok([x["kind"] for x in nxt[:2]] == ["daemon-start", "policy-reload-ok"] and nxt[0]["seq"] == rec["seq"] + 1,
      "the chain goes on after the recovered record", [x["kind"] for x in nxt])
 bad = bad_log_lines(text, True)
 t.ok(not bad and "ended in a torn line (%d bytes at offset %d)" % (len(frag), len(whole)) in text,
