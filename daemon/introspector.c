@@ -252,7 +252,19 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
                 if (!p)
                         return -ENOMEM;
                 json_object_object_add(p, "retry_after", json_object_new_int64((int64_t) (left / 1000000 + 1)));
-                log_notice("introspector authentication: too many failures from %s, refusing for now", binding);
+                /* The first refusal of a window is logged and audited;
+                 * the rest are what a flood looks like, and must not be
+                 * able to flood the audit log. */
+                if (peer && peer->failures++ == AUTH_MAX_FAILURES) {
+                        struct ucred cred;
+                        char why[160];
+                        AuditEvent ev = { .kind = AUDIT_KIND_AUTH_FAIL, .introspector = name, .reason = why };
+                        snprintf(why, sizeof why, "%u failures from %s in %us: refused until the window ends, "
+                                 "further attempts not recorded", AUTH_MAX_FAILURES, binding, AUTH_WINDOW_SEC);
+                        conn_audit_subject(c, &cred, &ev);
+                        server_audit(s, &ev);
+                        log_notice("introspector authentication: too many failures from %s, refusing for now", binding);
+                }
                 return call_reply_error(call, "io.kvmid.Introspector.TooManyAttempts", p);
         }
 

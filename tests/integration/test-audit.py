@@ -544,5 +544,32 @@ for mode in ("interval", "off"):
     finally:
         d.cleanup()
 
+# Failed authentications are rate-limited per peer: five in the window are
+# each audited; the first refusal is audited once; the rest of a flood
+# leaves no records (and a right proof is refused too until the window
+# ends).
+rlog = os.path.join(work, "ratelimit.log")
+d = Daemon(conf.replace(log, rlog))
+try:
+    path = d.socket("introspector")
+    wrong = [authenticate(path, "tool0", os.urandom(32)) for _ in range(5)]
+    t.ok(all(r.get("error") == "io.kvmid.Introspector.AuthenticationFailed" for r in wrong),
+         "five wrong proofs: AuthenticationFailed each", json.dumps(wrong))
+    limited = [authenticate(path, "tool0", os.urandom(32)) for _ in range(20)]
+    right = authenticate(path, "tool0", KEYS["tool0"])
+    t.ok(all(r.get("error") == "io.kvmid.Introspector.TooManyAttempts" and 0 < r["parameters"]["retry_after"] <= 61
+             for r in limited + [right]),
+         "then TooManyAttempts with retry_after, even for the right proof", json.dumps([limited[0], right]))
+    d.stop()
+    fails = [r for r in records([rlog]) if r["kind"] == "auth-fail"]
+    t.ok(len(fails) == 6 and all(r["subject"].get("uid") == os.getuid() for r in fails)
+         and "refused until the window ends" in (fails[-1].get("reason") or "")
+         and all(not r.get("reason") for r in fails[:5]),
+         "audit: the five failures, then one record for the refusals, not one each (flood-proof)",
+         json.dumps(fails[-2:]))
+    t.eq(d.logtext().count("too many failures from"), 1, "the refusals are logged once")
+finally:
+    d.cleanup()
+
 shutil.rmtree(work, ignore_errors=True)
 t.done()
