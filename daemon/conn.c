@@ -342,12 +342,6 @@ static void conn_fail_protocol(Conn *c, const char *reason) {
         conn_fail(c, "io.kvmid.ProtocolError", p);
 }
 
-/* Read interest only while idle: a call in flight or a backed-up output
- * queue pauses input, so the socket buffer pushes back on the peer.
- * EV_CLOSED still reports a hangup.  Fresh output is flushed from the loop
- * once the running callback returns (ev_write made active by hand: one
- * flush carries everything queued meanwhile, and no epoll_ctl is needed);
- * write interest is armed in epoll only while the socket is full. */
 /* The flush tick: every deferred subscriber written at once, after a yield
  * when that is a long run of writes (see batch_deliver in channel.c). */
 static void conn_on_flush_tick(evutil_socket_t fd, short what, void *userdata) {
@@ -401,6 +395,12 @@ static bool conn_schedule_flush(Conn *c) {
         return false;
 }
 
+/* Read interest only while idle: a call in flight or a backed-up output
+ * queue pauses input, so the socket buffer pushes back on the peer.
+ * EV_CLOSED still reports a hangup.  Fresh output is flushed from the loop
+ * once the running callback returns (ev_write made active by hand: one
+ * flush carries everything queued meanwhile, and no epoll_ctl is needed);
+ * write interest is armed in epoll only while the socket is full. */
 static void conn_update_events(Conn *c) {
         bool want_read = !c->closing && !c->current && !c->read_eof &&
                          varlink_outq_bytes(c->outq) < c->limits.max_output_bytes / 2 &&
