@@ -735,6 +735,16 @@ int main(int argc, char **argv) {
                 sim_fail(&s, "setup failed: %s", strerror(-r));
 
         report = report_json(&s);
+        if (s.floor_pid > 0) {
+                /* The baseline's CPU, to set beside kvmid's: hang up, reap. */
+                uint64_t cpu_ns = 0;
+                for (SimVm *vm = s.vms; vm; vm = vm->next)
+                        vm_close(vm, false, "exiting");
+                if (floor_wait(s.floor_pid, &cpu_ns) != 0 && r >= 0)
+                        fprintf(stderr, "kvmi-sim: warning: the floor peer exited abnormally\n");
+                s.floor_pid = 0;
+                json_object_object_add(report, "floor_cpu_ns", json_object_new_uint64(cpu_ns));
+        }
         if (r >= 0) {
                 printf("%s\n", json_object_to_json_string_ext(report, JSON_C_TO_STRING_PRETTY |
                                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -764,8 +774,8 @@ int main(int argc, char **argv) {
         if (s.ev_sigterm)
                 event_free(s.ev_sigterm);
         event_base_free(s.base);
-        if (s.floor_pid > 0 && floor_wait(s.floor_pid) != 0 && ret == 0)
-                fprintf(stderr, "kvmi-sim: warning: the floor peer exited abnormally\n");
+        if (s.floor_pid > 0)
+                (void) floor_wait(s.floor_pid, NULL);  /* setup failed before the report */
         for (size_t i = 0; i < s.o.n_vms; i++)
                 vm_spec_done(&s.o.vms[i]);
         free(s.o.vms);

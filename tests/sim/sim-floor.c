@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <event2/buffer.h>
@@ -165,13 +166,17 @@ int floor_start(size_t n, int *fds, pid_t *ret_pid) {
         return 0;
 }
 
-int floor_wait(pid_t pid) {
+int floor_wait(pid_t pid, uint64_t *ret_cpu_ns) {
+        struct rusage ru;
         int status;
 
         if (pid <= 0)
                 return 0;
-        while (waitpid(pid, &status, 0) < 0)
+        while (wait4(pid, &status, 0, &ru) < 0)
                 if (errno != EINTR)
                         return negative_errno();
+        if (ret_cpu_ns)
+                *ret_cpu_ns = (uint64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
+                              (uint64_t) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

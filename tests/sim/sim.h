@@ -290,7 +290,8 @@ void mis_free(SimVm *vm);
 /* Before the event_base exists: n socketpairs, the far ends served by a
  * forked echo process.  fds[i] is VM i's end. */
 int floor_start(size_t n, int *fds, pid_t *ret_pid);
-int floor_wait(pid_t pid);
+/* Reap the floor peer; *ret_cpu_ns: the CPU it used (user + system). */
+int floor_wait(pid_t pid, uint64_t *ret_cpu_ns);
 
 /* ---- control ---------------------------------------------------------------- */
 
