@@ -363,6 +363,17 @@ static int verb_domains(Ctx *ctx, int argc, char **argv) {
                         return errorf(EXIT_FAIL, "out of memory");
         }
         table_print(t, stdout, ctx->legend, "domains");
+        /* Why an expected VM never comes up: its QEMU offered a UUID that
+         * kvmid.conf and libvirt do not know. */
+        list = json_object_object_get(reply, "unknown");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *x = json_object_array_get_idx(list, i);
+                if (i == 0)
+                        printf("\nRefused, unknown UUID (not in kvmid.conf or libvirt):\n");
+                printf("  %s  QEMU name \"%s\"  from %s  %" PRId64 " attempt%s\n", get_str(x, "uuid"),
+                       get_str(x, "qemu_name"), get_str(x, "peer"), get_int(x, "attempts"),
+                       get_int(x, "attempts") == 1 ? "" : "s");
+        }
         return EXIT_OK;
 }
 

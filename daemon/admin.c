@@ -188,7 +188,16 @@ static int admin_list_domains(Call *call, struct json_object *parameters, void *
                 }
                 json_object_array_add(list, o);
         }
-        return reply_list(call, "domains", list);
+        struct json_object *reply = json_object_new_object(), *unknown = channel_strangers_json(s);
+        if (!reply || !list || !unknown) {
+                json_object_put(reply);
+                json_object_put(list);
+                json_object_put(unknown);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "domains", list);
+        json_object_object_add(reply, "unknown", unknown);
+        return call_reply(call, reply);
 }
 
 static int admin_get_domain(Call *call, struct json_object *parameters, void *userdata) {

@@ -77,6 +77,17 @@ struct Channel {
         Channel *prev, *next;
 };
 
+/* A QEMU that offered a UUID no source knows: refused, and remembered
+ * (the last few, bounded) so that `kvmictl domains` can show why a VM the
+ * operator expects never comes up. */
+#define CHANNEL_STRANGERS 16
+typedef struct Stranger {
+        char uuid[37];
+        char qemu_name[KVMI_HANDSHAKE_NAME_SIZE];
+        char peer[48];
+        uint64_t attempts, last_usec;   /* CLOCK_REALTIME */
+} Stranger;
+
 struct ChannelServer {
         Server *server;
         int unix_fd, vsock_fd;
@@ -85,6 +96,8 @@ struct ChannelServer {
         struct event *ev_unix, *ev_vsock, *ev_resume, *ev_reap;
         Channel *channels, *graveyard;
         unsigned n_channels;
+        Stranger strangers[CHANNEL_STRANGERS];
+        size_t n_strangers;
 };
 
 static void channel_process(Channel *ch, uint64_t t_read_ns);
@@ -555,6 +568,54 @@ static int cookie_hash(const Domain *d, uint8_t ret[KVMI_COOKIE_HASH_SIZE], cons
         return 0;
 }
 
+static void stranger_note(ChannelServer *cs, const char *uuid, const char *qemu_name, const char *peer) {
+        Stranger *x = NULL;
+
+        for (size_t i = 0; i < cs->n_strangers && !x; i++)
+                if (streq(cs->strangers[i].uuid, uuid))
+                        x = &cs->strangers[i];
+        if (!x && cs->n_strangers < CHANNEL_STRANGERS)
+                x = &cs->strangers[cs->n_strangers++];
+        if (!x) {       /* full: the one seen longest ago goes */
+                x = &cs->strangers[0];
+                for (size_t i = 1; i < CHANNEL_STRANGERS; i++)
+                        if (cs->strangers[i].last_usec < x->last_usec)
+                                x = &cs->strangers[i];
+        }
+        if (!streq(x->uuid, uuid))
+                *x = (Stranger) {};
+        snprintf(x->uuid, sizeof x->uuid, "%s", uuid);
+        snprintf(x->qemu_name, sizeof x->qemu_name, "%s", qemu_name);
+        snprintf(x->peer, sizeof x->peer, "%s", peer);
+        x->attempts++;
+        x->last_usec = now_usec(CLOCK_REALTIME);
+}
+
+struct json_object *channel_strangers_json(Server *s) {
+        struct json_object *a = json_object_new_array();
+        const ChannelServer *cs = s->channels;
+
+        for (size_t i = 0; a && cs && i < cs->n_strangers; i++) {
+                const Stranger *x = &cs->strangers[i];
+                struct json_object *o;
+
+                if (domain_find(s, x->uuid))
+                        continue;       /* known since (a reload, libvirt) */
+                o = json_object_new_object();
+                if (!o) {
+                        json_object_put(a);
+                        return NULL;
+                }
+                json_object_object_add(o, "uuid", json_object_new_string(x->uuid));
+                json_object_object_add(o, "qemu_name", json_object_new_string(x->qemu_name));
+                json_object_object_add(o, "peer", json_object_new_string(x->peer));
+                json_object_object_add(o, "attempts", json_object_new_uint64(x->attempts));
+                json_object_object_add(o, "last_usec", json_object_new_uint64(x->last_usec));
+                json_object_array_add(a, o);
+        }
+        return a;
+}
+
 static int channel_handshake(Channel *ch, const uint8_t *buf, size_t len) {
         KvmiQemu2Introspector h;
         KvmiIntrospector2Qemu reply = { .struct_size = KVMI_INTROSPECTOR2QEMU_SIZE };
@@ -574,6 +635,7 @@ static int channel_handshake(Channel *ch, const uint8_t *buf, size_t len) {
         memcpy(ch->qemu_name, h.name, sizeof ch->qemu_name);
         d = domain_find_uuid(ch->server, h.uuid);
         if (!d) {
+                stranger_note(ch->cs, uuid, h.name, ch->peer);
                 channel_fail(ch, "handshake from unknown domain uuid %s (QEMU name \"%s\"): refused", uuid, h.name);
                 return -ENOENT;
         }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The domain registry: every VM kvmid knows, by name and UUID, with the
- * state of its KVMI channel and what that channel has done.  Sources today:
- * kvmid.conf [domain] entries; the KVMI handshake only ever attaches to a
- * known domain (an unknown UUID has no cookie, so it is refused). */
+ * state of its KVMI channel and what that channel has done.  Sources:
+ * kvmid.conf [domain] entries and libvirt; a KVMI handshake attaches to a
+ * known domain and adds what QEMU says (its name, start time, the
+ * channel's capabilities).  An unknown UUID has no cookie, so it is
+ * refused: channel.c remembers the last few for ListDomains, apart. */
 
 #include <stdarg.h>
 #include <stdio.h>

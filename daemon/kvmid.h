@@ -549,6 +549,8 @@ size_t domain_recent_start(const Domain *d);
 int channel_server_start(Server *s);
 void channel_server_stop(Server *s);
 unsigned channel_server_count(const Server *s);
+/* The last handshakes refused for a UUID no source knows (Admin.ListDomains). */
+struct json_object *channel_strangers_json(Server *s);
 /* Close d's channel (admin request, domain gone). */
 void channel_close(Channel *ch, const char *reason);
 

@@ -232,6 +232,24 @@ try:
              "%s: handshake refused (no reply), logged naming it" % desc, err + json.dumps(vm) + str(line))
     t.ok(domain(d, "nocookie")["domain"]["refused"] == 1 and
          "no cookie" in (domain(d, "nocookie")["domain"]["last_error"] or ""), "refusal counted with its reason")
+    # the unknown one is not a domain, but ListDomains remembers it
+    run_sim(["--socket", sock, "--events", "1", "--timeout", "2", "--vm", "ghost,%s" % U[9]])
+    ld = json.loads(d.kvmictl("--json=short", "domains")[1])
+    ghosts = [x for x in ld["unknown"] if x["uuid"] == U[9]]
+    t.ok(len(ghosts) == 1 and ghosts[0]["qemu_name"] == "ghost" and ghosts[0]["attempts"] == 2
+         and ghosts[0]["peer"].startswith("unix:") and all(x["name"] != "ghost" for x in ld["domains"]),
+         "ListDomains: an unknown UUID's refused handshakes, counted, not a domain", json.dumps(ld["unknown"]))
+    out = d.kvmictl("domains")[1]
+    t.ok("Refused, unknown UUID" in out and U[9] in out and 'QEMU name "ghost"' in out and "2 attempts" in out,
+         "kvmictl domains: shows them below the table", out)
+    t0 = time.time()
+    for i in range(16):
+        run_sim(["--socket", sock, "--events", "1", "--timeout", "2",
+                 "--vm", "stranger%d,00000000-0000-4000-9000-%012d" % (i, i)])
+    unknown = json.loads(d.kvmictl("--json=short", "domains")[1])["unknown"]
+    t.ok(len(unknown) == 16 and all(x["uuid"] != U[9] for x in unknown),
+         "the unknown ones kept are bounded (16): the one seen longest ago goes (%.1fs)" % (time.time() - t0),
+         json.dumps([x["qemu_name"] for x in unknown]))
 
     # --- a long-lived target (control mode) watches the misbehaving ones ---
     keeper = Sim(["--socket", sock, "--vcpus", "2", "--vm", "web2,%s,%s" % (U[2], cookie("web2"))], work)
