@@ -1123,28 +1123,26 @@ static int load_impl(Parser *p, const char *main_file, const char *dropin_dir, c
         return parser_finish(p, have_main ? &main_eof : &eof, ret);
 }
 
-int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error) {
+static int load(const char *main_file, const char *dropin_dir, const char *const *paths, size_t n_paths,
+                Policy **ret, char **ret_error) {
         Parser p = {};
         int r;
 
-        if (!ret || (!main_file && !dropin_dir))
-                return -EINVAL;
-        r = load_impl(&p, main_file, dropin_dir, NULL, 0, ret);
+        r = load_impl(&p, main_file, dropin_dir, paths, n_paths, ret);
         if (r < 0)
                 hand_error(&p, ret_error);
         parser_done(&p);
         return r;
 }
 
-int policy_load_paths(const char *const *paths, size_t n, Policy **ret, char **ret_error) {
-        Parser p = {};
-        int r;
+int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error) {
+        if (!ret || (!main_file && !dropin_dir))
+                return -EINVAL;
+        return load(main_file, dropin_dir, NULL, 0, ret, ret_error);
+}
 
+int policy_load_paths(const char *const *paths, size_t n, Policy **ret, char **ret_error) {
         if (!ret || !paths || n == 0)
                 return -EINVAL;
-        r = load_impl(&p, NULL, NULL, paths, n, ret);
-        if (r < 0)
-                hand_error(&p, ret_error);
-        parser_done(&p);
-        return r;
+        return load(NULL, NULL, paths, n, ret, ret_error);
 }
