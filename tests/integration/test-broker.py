@@ -84,7 +84,7 @@ sim = Sim(["--socket", kvmi_socket(d), "--vcpus", "2"] + sum([["--vm", "%s,%s" %
 AUDIT = os.path.join(d.runtime, "audit.log")
 
 
-def audit(kind, since=0):
+def records():
     # Denials are recorded without waiting for the disk: let the writer
     # catch up (the file stops growing) before reading.
     size = -1
@@ -95,14 +95,17 @@ def audit(kind, since=0):
         size = now
         time.sleep(0.03)
     with open(AUDIT) as f:
-        recs = [json.loads(x) for x in f if x.endswith("\n")]
-    return [r for r in recs if r["kind"] == kind and r["seq"] > since]
+        return [json.loads(x) for x in f if x.endswith("\n")]
+
+
+def audit(kind, since=0):
+    return [r for r in records() if r["kind"] == kind and r["seq"] > since]
 
 
 def last_seq():
-    with open(AUDIT) as f:
-        lines = [x for x in f if x.endswith("\n")]
-    return json.loads(lines[-1])["seq"] if lines else 0
+    """The last seq once the writer has caught up."""
+    recs = records()
+    return recs[-1]["seq"] if recs else 0
 
 
 def intro():
@@ -134,12 +137,6 @@ def explained(introspector, target, perm):
     ex = json.loads(d.kvmictl("--json=short", "policy", "explain", "--introspector", introspector, "--target", target,
                               "--perm", perm)[1])
     return ex["decision"], "%s:%d" % (ex["file"], ex["line"])
-
-
-def settled_seq():
-    """The last seq once the writer has caught up."""
-    audit("none")
-    return last_seq()
 
 
 def read_pretty(proc, until, timeout=10):
@@ -390,7 +387,7 @@ try:
     qs = q.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})["parameters"]["session"]
     qt = [q.call("io.kvmid.Introspector.GetMapToken", {"session": qs, "gpa": 0x1000, "size": 0x1000}) for _ in range(4)]
     t.ok(all("error" not in x for x in qt), "4 tokens for a fresh session (max-mappings=2)", json.dumps(qt))
-    s0 = settled_seq()
+    s0 = last_seq()
     hs = [Varlink(d.socket("hypervisor")) for _ in range(4)]
     for i, (hv, x) in enumerate(zip(hs, qt)):
         hv.send("io.kvmid.Hypervisor.MemMap", {"introspector": "vm-a", "token": x["parameters"]["token"],
@@ -414,7 +411,7 @@ try:
         hv.close()
 
     # ---- unsubscribe: the subscriber goes away; its session is closed ----
-    s0 = settled_seq()
+    s0 = last_seq()
     x = login("forensics")
     x.send("io.kvmid.Introspector.Subscribe", {"session": qs}, more=True)
     x.recv()
@@ -427,7 +424,7 @@ try:
     y = login("forensics")
     y.send("io.kvmid.Introspector.Subscribe", {"session": qs}, more=True)
     y.recv()
-    s0 = settled_seq()
+    s0 = last_seq()
     t.ok("error" not in q.call("io.kvmid.Introspector.CloseSession", {"session": qs}), "CloseSession with a subscriber")
     r = y.recv()
     t.ok(err(r) == "io.kvmid.Introspector.SessionEnded" and r["parameters"]["reason"] == "closed by the introspector",
