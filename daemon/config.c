@@ -807,6 +807,33 @@ static int check_domains(const Config *c, char **ret_error) {
         return -EINVAL;
 }
 
+typedef struct LineReader {
+        FILE *f;
+        bool at_line_start;
+} LineReader;
+
+/* libinih's reader: fgets, but with the blanks at the start of a line
+ * dropped.  libinih would take an indented line as the continuation of
+ * the previous value ("max-connections = idle-timeout = 5"); here an
+ * indented key is a key, as kvmid.conf(5) says. */
+static char *config_read_line(char *str, int num, void *stream) {
+        LineReader *lr = stream;
+        char *p;
+        size_t n;
+
+        if (!fgets(str, num, lr->f))
+                return NULL;
+        n = strlen(str);
+        p = str;
+        if (lr->at_line_start) {
+                p += strspn(str, " \t");
+                memmove(str, p, n - (size_t) (p - str) + 1);
+                n -= (size_t) (p - str);
+        }
+        lr->at_line_start = n > 0 && str[n - 1] == '\n';
+        return str;
+}
+
 int config_load(const char *path, const char *runtime_dir_override, Config **ret, char **ret_error) {
         _cleanup_(config_freep) Config *c = config_new_defaults(runtime_dir_override);
         ParseState st = { .runtime_dir_locked = runtime_dir_override != NULL };
@@ -825,7 +852,8 @@ int config_load(const char *path, const char *runtime_dir_override, Config **ret
                                 *ret_error = TAKE_PTR(msg);
                         return r;
                 }
-                line = ini_parse_file(f, config_ini_line, &st);
+                line = ini_parse_stream(config_read_line, &(LineReader) { .f = f, .at_line_start = true },
+                                        config_ini_line, &st);
                 fclose(f);
                 msg = st.error;
                 if (line != 0) {

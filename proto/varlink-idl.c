@@ -988,7 +988,12 @@ static int validate_value(const VarlinkType *type, struct json_object *v, Path *
                 return json_object_is_type(v, json_type_boolean) ? 0 : VARLINK_VALIDATE_WRONG_TYPE;
 
         case VARLINK_INT:
-                return json_object_is_type(v, json_type_int) ? 0 : VARLINK_VALIDATE_WRONG_TYPE;
+                /* varlink's int is int64: json-c keeps what is above as a
+                 * uint64 (clamping anything larger still), and a handler
+                 * reading int64 would see INT64_MAX instead. */
+                if (!json_object_is_type(v, json_type_int) || json_object_get_uint64(v) > INT64_MAX)
+                        return VARLINK_VALIDATE_WRONG_TYPE;
+                return 0;
 
         case VARLINK_FLOAT:
                 return json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int) ?

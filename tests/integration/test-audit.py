@@ -234,6 +234,24 @@ t.ok(p.returncode == 1 and p.stderr.startswith(cut + ": ") and "truncated" in p.
      and "expected %d" % last["seq"] in p.stderr, "verify --expect-last SEQ:DIGEST catches them", p.stderr)
 p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last", expect] + chain_files(), capture_output=True, text=True)
 t.ok(p.returncode == 0, "verify --expect-last passes on the untouched files", p.stdout + p.stderr)
+p = subprocess.run([KVMICTL, "--json=short", "audit", "verify"] + chain_files(), capture_output=True, text=True)
+try:
+    vj = json.loads(p.stdout)
+except ValueError:
+    vj = {}
+t.ok(p.returncode == 0 and vj.get("intact") is True and vj.get("last_seq") == last["seq"]
+     and vj.get("files") == len(chain_files()) and vj.get("last_digest") == expect.split(":")[1],
+     "verify --json: intact, files, last seq and the digest the next prev would hold", p.stdout + p.stderr)
+tampered("edited-json", edit_field)
+p = subprocess.run([KVMICTL, "--json=short", "audit", "verify"]
+                   + [os.path.join(work, "tamper-edited-json", os.path.basename(x)) for x in chain_files()],
+                   capture_output=True, text=True)
+try:
+    vj = json.loads(p.stdout)
+except ValueError:
+    vj = {}
+t.ok(p.returncode == 1 and vj.get("intact") is False and vj.get("file") and vj.get("line") == 2 and vj.get("error"),
+     "verify --json on an edited record: exit 1, file, line 2 and error", p.stdout + p.stderr)
 p = subprocess.run([KVMICTL, "audit", "verify", "--expect-last", "%d:%s" % (last["seq"], "0" * 64)] + chain_files(),
                    capture_output=True, text=True)
 t.ok(p.returncode == 1 and "not the record anchored" in p.stderr, "a wrong digest for the last seq is caught", p.stderr)

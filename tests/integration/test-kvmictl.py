@@ -4,8 +4,10 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from kvmidtest import Daemon, Tap, KVMICTL
 
 t = Tap()
@@ -122,6 +124,25 @@ try:
     t.eq(complete("kvmictl po"), ["policy"], "completion: a verb")
     t.eq(complete("kvmictl audit "), ["verify", "tail", "rotate"], "completion: audit's sub-commands")
     t.ok("--follow" in complete("kvmictl audit tail --f"), "completion: audit tail options")
+    # --timeout: a peer that accepts and never answers (a wedged daemon).
+    mute_dir = tempfile.mkdtemp(prefix="kvmictl-mute-")
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        mute.bind(os.path.join(mute_dir, "sock"))
+        mute.listen(4)
+        t0 = time.monotonic()
+        p = subprocess.run([KVMICTL, "--socket", os.path.join(mute_dir, "sock"), "--timeout", "1", "status"],
+                           capture_output=True, text=True, timeout=30)
+        took = time.monotonic() - t0
+        t.ok(p.returncode == 1 and "timed out waiting for kvmid" in p.stderr and 0.9 <= took < 10,
+             "--timeout 1 against a daemon that never answers: exit 1 after about 1 s (%.1f s)" % took,
+             "rc %d: %s" % (p.returncode, p.stderr))
+        p = subprocess.run([KVMICTL, "--socket", os.path.join(mute_dir, "sock"), "--timeout", "x", "status"],
+                           capture_output=True, text=True, timeout=30)
+        t.ok(p.returncode == 2 and "--timeout" in p.stderr, "--timeout x: usage error naming the option", p.stderr)
+    finally:
+        mute.close()
+        shutil.rmtree(mute_dir)
     t.eq(d.stop(), 0, "kvmid exits 0")
 finally:
     d.cleanup()

@@ -156,9 +156,24 @@ static const struct {
         { "[audit]\nsync-every = 1\n", "2: [audit] sync-every = \"1\": unknown key" },
         /* a later bad sync line is reported even after a good one */
         { "[audit]\nsync = off\nsync = never\n", "3: [audit] sync = \"never\": expected always, interval or off" },
+        /* an indented line is a line of its own, not a continuation */
+        { "[daemon]\nmax-connections = 10\n  bogus = 1\n", "3: [daemon] bogus = \"1\": unknown key" },
         /* the first error is reported, even when later lines are bad too */
         { "[daemon]\nlog-level = info\nfoo = 1\nbar = 2\n", "3: [daemon] foo = \"1\": unknown key" },
 };
+
+/* Blanks before a key are ignored, as kvmid.conf(5) says (libinih alone
+ * would append the line to the previous value). */
+START_TEST(test_indented) {
+        Config *c = NULL;
+        _cleanup_free_ char *e = load("[daemon]\n  max-connections = 10\n\tidle-timeout = 5\n", &c);
+
+        ck_assert_ptr_null(e);
+        ck_assert_uint_eq(c->max_connections, 10);
+        ck_assert_uint_eq(c->idle_timeout_sec, 5);
+        config_free(c);
+}
+END_TEST
 
 START_TEST(test_bad) {
         Config *c = NULL;
@@ -326,6 +341,7 @@ int main(void) {
         tcase_add_loop_test(tc, test_bad, 0, ELEMENTSOF(bad));
         tcase_add_test(tc, test_audit_keys);
         tcase_add_test(tc, test_missing_file);
+        tcase_add_test(tc, test_indented);
         tcase_add_test(tc, test_role_names);
         tcase_add_test(tc, test_domains);
         tcase_add_test(tc, test_domain_defaults);

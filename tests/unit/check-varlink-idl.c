@@ -700,6 +700,9 @@ START_TEST(test_validate_fields) {
 
         /* int: no doubles, no strings, no bools */
         check_patched(iface, "i", "-9223372036854775808", 0, NULL);
+        check_patched(iface, "i", "9223372036854775807", 0, NULL);
+        check_patched(iface, "i", "9223372036854775808", VARLINK_VALIDATE_WRONG_TYPE, "i");
+        check_patched(iface, "i", "100000000000000000000", VARLINK_VALIDATE_WRONG_TYPE, "i");
         check_patched(iface, "i", "1.0", VARLINK_VALIDATE_WRONG_TYPE, "i");
         check_patched(iface, "i", "\"1\"", VARLINK_VALIDATE_WRONG_TYPE, "i");
         check_patched(iface, "i", "true", VARLINK_VALIDATE_WRONG_TYPE, "i");
