@@ -10,6 +10,7 @@
 
 #include "kvmictl.h"
 #include "audit-record.h"
+#include "kvmi.h"
 #include "policy.h"
 #include "varlink-client.h"
 
@@ -416,6 +417,13 @@ static int verb_domain(Ctx *ctx, int argc, char **argv) {
         printf("\n");
         if (get_str(d, "qemu_name"))
                 printf("     QEMU name: %s\n", get_str(d, "qemu_name"));
+        if (json_object_object_get(d, "qemu_cpu_type")) {
+                int64_t cpu = get_int(d, "qemu_cpu_type");
+                printf(" QEMU CPU type: %" PRId64 "%s\n", cpu,
+                       cpu == KVMI_QEMU_CPU_TYPE_X86_64 ? " (x86_64)"
+                       : cpu == KVMI_QEMU_CPU_TYPE_I386 ? " (i386, or a QEMU too old to say)"
+                                                        : "");
+        }
         print_names("      Commands:", json_object_object_get(d, "commands"));
         print_names("        Events:", json_object_object_get(d, "events"));
         print_names("       Enabled:", json_object_object_get(d, "enabled"));

@@ -157,6 +157,7 @@ static struct json_object *domain_to_json(const Domain *d) {
                                             : d->cookie_file ? json_object_new_string(d->cookie_file)
                                                              : NULL);
         json_object_object_add(o, "qemu_name", d->qemu_name ? json_object_new_string(d->qemu_name) : NULL);
+        json_object_object_add(o, "qemu_cpu_type", d->qemu_name ? json_object_new_int64(d->qemu_cpu_type) : NULL);
         json_object_object_add(o, "kvmi_version", json_object_new_int64(d->kvmi_version));
         json_object_object_add(o, "vcpus", json_object_new_int64(d->vcpus));
         json_object_object_add(o, "max_message_size", json_object_new_int64(d->max_msg_size));

@@ -6,8 +6,10 @@
  *
  * Invariant of the event path: a vCPU that sent an event is stopped until
  * its reply arrives, so every vCPU event gets a well-formed CONTINUE, queued
- * while the read batch is parsed and written before any other work on the
- * batch's events (the acks of one read share one write). */
+ * while the read batch is parsed and written before any other work: before
+ * the batch's events are handed on, and before the handler of a command
+ * reply later in the same read runs (the acks of one read share one write
+ * unless such a reply splits them). */
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -639,14 +641,19 @@ static int channel_handshake(Channel *ch, const uint8_t *buf, size_t len) {
                 channel_fail(ch, "handshake from unknown domain uuid %s (QEMU name \"%s\"): refused", uuid, h.name);
                 return -ENOENT;
         }
+        /* ch->domain stays NULL (the channel is not the domain's), so the
+         * reason goes to the domain here, as for the cookie below. */
         if (d->role != DOMAIN_ROLE_TARGET) {
                 d->refused++;
+                domain_set_error(d, "handshake refused: the domain is an introspector, not a target");
                 channel_fail(ch, "handshake for domain \"%s\", which is an introspector, not a target: refused",
                              d->name);
                 return -EPERM;
         }
         if (d->channel) {
                 d->refused++;
+                domain_set_error(d, "handshake refused: the domain already has a KVMI channel (from %s)",
+                                 d->channel->peer);
                 channel_fail(ch, "handshake for domain \"%s\" (uuid %s), which already has a KVMI channel: refused",
                              d->name, uuid);
                 return -EEXIST;
@@ -672,6 +679,7 @@ static int channel_handshake(Channel *ch, const uint8_t *buf, size_t len) {
         d->connects++;
         d->connected_usec = now_usec(CLOCK_REALTIME);
         d->qemu_start_time = h.start_time;
+        d->qemu_cpu_type = h.cpu_type;
         d->commands = d->events_supported = d->events_enabled = 0;
         d->kvmi_version = d->vcpus = 0;
         free(d->qemu_name);
@@ -820,6 +828,7 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
         b.t_read_ns = t_read_ns;
         b.wall_usec = now_usec(CLOCK_REALTIME);
         uint16_t event_id;
+        bool acks_queued = false;
         size_t off = 0;
         int r;
 
@@ -863,15 +872,27 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
                                 channel_fail(ch, "message larger than the buffer");
                         break;
                 }
-                if (h.id == event_id)
+                if (h.id == event_id) {
                         r = channel_event(ch, &h, p, (size_t) r, &b);
-                else
+                        acks_queued = true;
+                } else {
+                        /* A reply handler does real work (a token's JSON,
+                         * its audit record): the vCPUs of the events before
+                         * it in this read must not wait for that. */
+                        if (acks_queued) {
+                                channel_flush(ch);
+                                acks_queued = false;
+                                if (ch->dead)
+                                        return;
+                        }
                         r = channel_reply(ch, &h, p, (size_t) r);
+                }
                 if (r < 0)
                         return;
                 off += KVMI_MSG_HDR_SIZE + h.size;
                 if (b.n == CHANNEL_BATCH) {
                         channel_flush(ch);
+                        acks_queued = false;
                         batch_deliver(ch, &b);
                 }
         }
@@ -940,7 +961,7 @@ static int channel_new(ChannelServer *cs, int fd, const char *peer) {
         ch->server = s;
         ch->fd = fd;
         snprintf(ch->peer, sizeof ch->peer, "%s", peer);
-        ch->numbering = &kvmi_numbering_v7;
+        ch->numbering = s->config->kvmi.numbering;
         ch->max_msg = ch->numbering->max_msg_size;
         ch->next_seq = 1;
         ch->pending_tail = &ch->pending;

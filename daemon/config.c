@@ -305,6 +305,15 @@ static int parse_kvmi_key(KvmiConfig *k, const char *key, const char *v, const c
                 return parse_number_key(v, 1, 65536, &k->max_channels, ret_why, "expected a number from 1 to 65536");
         if (streq(key, "recent-events"))
                 return parse_number_key(v, 0, 4096, &k->recent_events, ret_why, "expected a number from 0 to 4096");
+        if (streq(key, "numbering")) {
+                const KvmiNumbering *n = kvmi_numbering_by_name(v);
+                if (!n) {
+                        *ret_why = "expected a known KVMI numbering: v7";
+                        return -EINVAL;
+                }
+                k->numbering = n;
+                return 0;
+        }
         *ret_why = "unknown key";
         return -ENOENT;
 }
@@ -676,6 +685,7 @@ static Config *config_new_defaults(const char *runtime_dir) {
         c->kvmi.command_timeout_sec = 5;
         c->kvmi.max_channels = 1024;
         c->kvmi.recent_events = 16;
+        c->kvmi.numbering = &kvmi_numbering_v7;
         if (!c->kvmi.group)
                 return NULL;
         for (size_t i = 0; i < N_ROLES; i++) {

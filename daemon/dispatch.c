@@ -172,7 +172,7 @@ void dispatch_call(Dispatch *d, Call *call, struct json_object *parameters) {
                 return;
         }
         idl = varlink_interface_find_method(b->iface, m->name);
-        r = varlink_validate(idl->input, parameters, &path);
+        r = varlink_validate(idl->input, parameters, 0, &path);
         if (r > 0) {
                 log_debug("connection %" PRIu64 ": %s: %s \"%s\"", conn_id(c), full,
                           varlink_validate_error_to_string(r), path);
@@ -219,7 +219,7 @@ void dispatch_check_reply(Dispatch *d, const VarlinkMethod *method, const char *
         }
         if (!type)
                 return;
-        r = varlink_validate(type, parameters, &path);
+        r = varlink_validate(type, parameters, VARLINK_VALIDATE_UINT64, &path);
         if (r != 0) {
                 log_error("reply %s%sbreaks its IDL: %s \"%s\"", error ?: "", error ? " " : "",
                           r > 0 ? varlink_validate_error_to_string(r) : "error", path ?: "");

@@ -96,6 +96,7 @@ typedef struct KvmiConfig {
         unsigned command_timeout_sec;   /* a command the peer leaves unanswered */
         unsigned max_channels;
         unsigned recent_events;         /* guest requests kept per domain */
+        const KvmiNumbering *numbering; /* message ids new channels speak */
 } KvmiConfig;
 
 typedef enum DomainRole {
@@ -467,6 +468,7 @@ struct Domain {
         DomainKvmiState kvmi_state;
         /* What the current or last channel said. */
         char *qemu_name;            /* name in QEMU's handshake */
+        uint8_t qemu_cpu_type;      /* its cpu_type byte (KVMI_QEMU_CPU_TYPE_*); with qemu_name */
         int64_t qemu_start_time;
         uint32_t kvmi_version, max_msg_size, vcpus;
         uint32_t commands, events_supported; /* bit (1 << KvmiCmd / KvmiEv) */

@@ -1107,7 +1107,8 @@ int kvmi_qemu2introspector_encode(void *buf, size_t bufsize, const KvmiQemu2Intr
         wr_u32(&w, h->struct_size);
         memcpy(w.p + w.off, h->uuid, sizeof(h->uuid));
         w.off += sizeof(h->uuid);
-        wr_pad(&w, 4);
+        wr_u8(&w, h->cpu_type);
+        wr_pad(&w, 3);
         wr_u64(&w, (uint64_t) h->start_time);
         memcpy(w.p + w.off, h->name, name_len);
         w.off += name_len;
@@ -1132,11 +1133,10 @@ int kvmi_qemu2introspector_decode(const void *buf, size_t len, KvmiQemu2Introspe
 
         memcpy(h.uuid, rd.p + rd.off, sizeof(h.uuid));
         rd.off += sizeof(h.uuid);
-        rd_pad(&rd, 4);
+        h.cpu_type = rd_u8(&rd);
+        rd.off += 3;    /* padding[3], but a newer QEMU may use it: not judged */
         h.start_time = (int64_t) rd_u64(&rd);
         name = rd.p + rd.off;
-        if (rd.dirty)
-                return -EPROTO;
 
         /* Bytes after the NUL are not ours to judge; zero them for callers.
          * A struct shorter than v7's (libkvmi accepts one that ends anywhere

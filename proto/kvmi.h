@@ -400,9 +400,17 @@ bool kvmi_event_is_guest_request(const KvmiEvent *e);
 
 /* ---- Handshake (before KVMI proper; QEMU ↔ kvmid) --------------------- */
 
+/* Byte 20 of QEMU's handshake: the KVM-VMI QEMUs that append an arch block
+ * after name put their target's CPU type there; older ones sent zero there
+ * as padding, which cannot be told from I386. */
+#define KVMI_QEMU_CPU_TYPE_I386         0
+#define KVMI_QEMU_CPU_TYPE_X86_64       1
+#define KVMI_QEMU_CPU_TYPE_UNKNOWN      255
+
 typedef struct KvmiQemu2Introspector {
         uint32_t struct_size;           /* decode: as received; encode: 96.., tail zero-filled */
         uint8_t uuid[16];
+        uint8_t cpu_type;               /* KVMI_QEMU_CPU_TYPE_*, or a newer QEMU's value */
         int64_t start_time;
         char name[KVMI_HANDSHAKE_NAME_SIZE];    /* NUL-terminated, zero-padded after decode */
 } KvmiQemu2Introspector;
@@ -420,7 +428,9 @@ int kvmi_handshake_frame_check(const void *buf, size_t len, size_t min_size);
 
 /* Encoders return the bytes written (struct_size) or -EINVAL, -ENOBUFS.
  * Decoders return the bytes to consume (struct_size; newer peers append
- * fields, skipped) or -EBADMSG, -ERANGE, -EPROTO, -EILSEQ. */
+ * fields, skipped) or -EBADMSG, -ERANGE, -EILSEQ.  Bytes 21..23 of
+ * qemu2introspector are not judged: padding after cpu_type that a newer
+ * QEMU may fill. */
 int kvmi_qemu2introspector_encode(void *buf, size_t bufsize, const KvmiQemu2Introspector *h);
 int kvmi_qemu2introspector_decode(const void *buf, size_t len, KvmiQemu2Introspector *ret);
 int kvmi_introspector2qemu_encode(void *buf, size_t bufsize, const KvmiIntrospector2Qemu *h);

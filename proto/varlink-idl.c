@@ -924,10 +924,10 @@ static const VarlinkField *find_field(const VarlinkType *t, const char *name) {
         return NULL;
 }
 
-static int validate_value(const VarlinkType *type, struct json_object *v, Path *path);
+static int validate_value(const VarlinkType *type, struct json_object *v, unsigned flags, Path *path);
 
 /* v == NULL counts as {} (absent or null parameters). */
-static int validate_struct(const VarlinkType *type, struct json_object *v, Path *path) {
+static int validate_struct(const VarlinkType *type, struct json_object *v, unsigned flags, Path *path) {
         size_t saved = path->len;
         int r;
 
@@ -959,7 +959,7 @@ static int validate_struct(const VarlinkType *type, struct json_object *v, Path 
                         if (!f->type->optional)
                                 return VARLINK_VALIDATE_MISSING_FIELD;
                 } else {
-                        r = validate_value(f->type, fv, path);
+                        r = validate_value(f->type, fv, flags, path);
                         if (r != 0)
                                 return r;
                 }
@@ -969,7 +969,7 @@ static int validate_struct(const VarlinkType *type, struct json_object *v, Path 
         return 0;
 }
 
-static int validate_value(const VarlinkType *type, struct json_object *v, Path *path) {
+static int validate_value(const VarlinkType *type, struct json_object *v, unsigned flags, Path *path) {
         size_t saved = path->len;
         int r;
 
@@ -988,10 +988,11 @@ static int validate_value(const VarlinkType *type, struct json_object *v, Path *
                 return json_object_is_type(v, json_type_boolean) ? 0 : VARLINK_VALIDATE_WRONG_TYPE;
 
         case VARLINK_INT:
-                /* varlink's int is int64: json-c keeps what is above as a
-                 * uint64 (clamping anything larger still), and a handler
-                 * reading int64 would see INT64_MAX instead. */
-                if (!json_object_is_type(v, json_type_int) || json_object_get_uint64(v) > INT64_MAX)
+                /* A call's int must fit the int64 its handler reads:
+                 * json-c keeps what is above as a uint64 (clamping anything
+                 * larger still), which would reach it as INT64_MAX. */
+                if (!json_object_is_type(v, json_type_int) ||
+                    (!(flags & VARLINK_VALIDATE_UINT64) && json_object_get_uint64(v) > INT64_MAX))
                         return VARLINK_VALIDATE_WRONG_TYPE;
                 return 0;
 
@@ -1026,7 +1027,7 @@ static int validate_value(const VarlinkType *type, struct json_object *v, Path *
         case VARLINK_STRUCT:
                 if (!json_object_is_type(v, json_type_object))
                         return VARLINK_VALIDATE_WRONG_TYPE;
-                return validate_struct(type, v, path);
+                return validate_struct(type, v, flags, path);
 
         case VARLINK_ARRAY: {
                 size_t n;
@@ -1038,7 +1039,7 @@ static int validate_value(const VarlinkType *type, struct json_object *v, Path *
                         r = path_push(path, "[%zu]", i);
                         if (r < 0)
                                 return r;
-                        r = validate_value(type->element, json_object_array_get_idx(v, i), path);
+                        r = validate_value(type->element, json_object_array_get_idx(v, i), flags, path);
                         if (r != 0)
                                 return r;
                         path_truncate(path, saved);
@@ -1053,7 +1054,7 @@ static int validate_value(const VarlinkType *type, struct json_object *v, Path *
                         r = path_push_name(path, key);
                         if (r < 0)
                                 return r;
-                        r = validate_value(type->element, val, path);
+                        r = validate_value(type->element, val, flags, path);
                         if (r != 0)
                                 return r;
                         path_truncate(path, saved);
@@ -1069,7 +1070,7 @@ static int validate_value(const VarlinkType *type, struct json_object *v, Path *
         return -EINVAL;
 }
 
-int varlink_validate(const VarlinkType *type, struct json_object *value, char **ret_path) {
+int varlink_validate(const VarlinkType *type, struct json_object *value, unsigned flags, char **ret_path) {
         _cleanup_(path_done) Path path = {};
         int r;
 
@@ -1079,7 +1080,7 @@ int varlink_validate(const VarlinkType *type, struct json_object *value, char **
         if (value && !json_object_is_type(value, json_type_object))
                 r = VARLINK_VALIDATE_WRONG_TYPE;
         else
-                r = validate_struct(type, value, &path);
+                r = validate_struct(type, value, flags, &path);
         if (r <= 0)
                 return r;
 

@@ -91,12 +91,19 @@ typedef enum VarlinkValidateError {
         VARLINK_VALIDATE_NUL_IN_STRING,
 } VarlinkValidateError;
 
+enum {
+        /* An int may also be a uint64 above INT64_MAX, as sd-varlink
+         * allows: for replies, whose registers are 64-bit unsigned.
+         * Without it (calls), an int is an int64. */
+        VARLINK_VALIDATE_UINT64 = 1U << 0,
+};
+
 /* Check value against a STRUCT type (method input/output, error params).
  * NULL value counts as {}.  Integers are accepted for float.  Strings may
  * not contain NUL.  Returns 0, or a positive VarlinkValidateError and sets
  * *ret_path (malloc'd) to the offending field path, e.g. "filter.vcpus[3]"
  * or "map[\"key\"]" style "map.key"; for a missing field, the path of the
  * field that is missing. -ENOMEM on allocation failure. */
-int varlink_validate(const VarlinkType *type, struct json_object *value, char **ret_path);
+int varlink_validate(const VarlinkType *type, struct json_object *value, unsigned flags, char **ret_path);
 
 const char *varlink_validate_error_to_string(VarlinkValidateError e);

@@ -46,8 +46,8 @@ conf = domains_config(work, [("web1", U[1], SECRETS["web1"]), ("web2", U[2], SEC
 conf += "[domain nocookie]\nuuid = %s\n" % U[4]
 conf += "[domain intro1]\nuuid = %s\nrole = introspector\ncookie = none\n" % U[5]
 VSOCK_PORT = 17793
-conf = ("[kvmi]\nhandshake-timeout = 1\ncommand-timeout = 2\nrecent-events = 8\nvsock-port = %d\n" % VSOCK_PORT
-        + conf)
+conf = ("[kvmi]\nhandshake-timeout = 1\ncommand-timeout = 2\nrecent-events = 8\nvsock-port = %d\nnumbering = v7\n"
+        % VSOCK_PORT + conf)
 d = Daemon(conf)
 sock = kvmi_socket(d)
 
@@ -86,8 +86,9 @@ try:
     tot = (rep or {}).get("total", {})
     t.ok(tot.get("events_sent") == 1800 and tot.get("acked") == 1800 and tot.get("errors") == 0,
          "every event acked with a well-formed CONTINUE", json.dumps(tot) + err)
-    t.ok(all(v.get("handshake") == "ok" for v in (rep or {}).get("vms", [])), "every handshake ok (cookie hashes matched)",
-         json.dumps(rep))
+    reps = (rep or {}).get("vms", [])
+    t.ok(len(reps) == 3 and all(v.get("handshake") == "ok" for v in reps),
+         "every handshake ok, all 3 (cookie hashes matched)", json.dumps(rep))
     vms = {v.get("name"): v for v in (rep or {}).get("vms", [])}
     for name in ("web1", "web2"):
         with open(cookie(name), "rb") as f:
@@ -110,9 +111,11 @@ try:
     rec = w1["recent"]
     t.ok(len(rec) == 8 and [r["seq"] for r in rec] == list(range(593, 601)),
          "the last 8 guest requests kept, oldest first, numbered per target", json.dumps([r["seq"] for r in rec]))
-    t.ok(all(r["regs"]["rax"] == 34 and r["regs"]["rdi"] == 24 and r["regs"]["rsi"] == 0
-             and r["regs"]["rdx"] == 0x1234 and r["regs"]["rbx"] == 0xfeed and r["mode"] == 8 for r in rec),
-         "registers passed through as the vCPU had them", json.dumps(rec[-1]))
+    t.ok(len(rec) == 8 and all(r["regs"]["rax"] == 34 and r["regs"]["rdi"] == 24 and r["regs"]["rsi"] == 0
+                               and r["regs"]["rdx"] == 0x1234 and r["regs"]["rbx"] == 0xfeed and r["mode"] == 8
+                               for r in rec),
+         "registers passed through as the vCPU had them, all 8", json.dumps(rec))
+    t.eq(dom["qemu_cpu_type"], 0, "an older QEMU's handshake (zero at byte 20): cpu_type 0")
     t.eq(dom["kvmi"], "disconnected", "channel gone when kvmi-sim exits")
     t.eq(domain(d, "scratch")["domain"]["guest_requests"], 600, "cookie = none target served too")
 
@@ -177,6 +180,16 @@ try:
              and sc["qemu_name"] == qname and sorted(sc["enabled"]) == ["HYPERCALL", "UNHOOK"],
              "handshake struct_size %d: accepted, probed, events acked, QEMU name %r" % (size, qname),
              err + json.dumps(vm) + json.dumps(sc))
+    # a newer KVM-VMI QEMU: cpu_type 1 (x86_64) at byte 20, an arch block after name
+    rc, rep, err = run_sim(["--socket", sock, "--events", "2", "--handshake-size", "100", "--cpu-type", "1",
+                            "--timeout", "5", "--vm", "scratch,%s" % U[3]])
+    vm = ((rep or {}).get("vms") or [{}])[0]
+    sc = domain(d, "scratch")["domain"]
+    t.ok(rc == 0 and vm.get("handshake") == "ok" and vm.get("acked") == 2 and sc["kvmi_version"] == 7
+         and sc["qemu_cpu_type"] == 1, "handshake of 100 bytes with cpu_type 1 (x86_64): accepted, probed, acked",
+         err + json.dumps(vm) + json.dumps(sc))
+    rc, out, err = d.kvmictl("domain", "scratch")
+    t.eq(line_of(out, "QEMU CPU type"), "1 (x86_64)", "kvmictl domain: the QEMU CPU type")
     rc, rep, err = run_sim(["--socket", sock, "--handshake-size", "31", "--vm", "scratch,%s" % U[3]])
     t.ok(rc == 2 and "handshake-size" in err, "kvmi-sim --handshake-size below 32 refused", err)
 
@@ -232,6 +245,9 @@ try:
              "%s: handshake refused (no reply), logged naming it" % desc, err + json.dumps(vm) + str(line))
     t.ok(domain(d, "nocookie")["domain"]["refused"] == 1 and
          "no cookie" in (domain(d, "nocookie")["domain"]["last_error"] or ""), "refusal counted with its reason")
+    i1 = domain(d, "intro1")["domain"]
+    t.ok(i1["refused"] == 1 and "introspector, not a target" in (i1["last_error"] or ""),
+         "introspector domain: refusal counted, last_error says why", json.dumps(i1))
     # the unknown one is not a domain, but ListDomains remembers it
     run_sim(["--socket", sock, "--events", "1", "--timeout", "2", "--vm", "ghost,%s" % U[9]])
     ld = json.loads(d.kvmictl("--json=short", "domains")[1])
@@ -323,6 +339,14 @@ try:
                  (not named or '"web1"' in line),
                  "%s: kvmid closes the channel with a clear log line%s" % (desc, " naming the domain" if named else ""),
                  "rc=%d %s\n%s\n%s" % (rc, json.dumps(mis), err, new_log[-800:]))
+            if mode == "unexpected-seq":
+                # acks go out before any reply in the same read is looked at
+                t.eq(((rep or {}).get("vms") or [{}])[0].get("acked"), 1,
+                     "unexpected-seq: the event read with the bad reply is acked before the channel closes")
+            if mode == "duplicate-uuid":
+                w1 = domain(d, "web1")["domain"]
+                t.ok(w1["refused"] >= 1 and "already has a KVMI channel" in (w1["last_error"] or ""),
+                     "duplicate-uuid: refusal counted, last_error says why", json.dumps(w1))
             if mode == "silent-command":
                 w1 = domain(d, "web1")["domain"]
                 lasterr = re.search(r"no reply to GET_GUEST_INFO \(seq \d+\) within 2s", w1["last_error"] or "")

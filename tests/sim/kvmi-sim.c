@@ -7,7 +7,7 @@
  *            [--mode 64|32] [--unhook-at-exit] [--timeout SEC]
  *            [--misbehave MODE] [--control PATH] [--floor]
  *            [--version-layout 16|8] [--max-msg N] [--no-map-token] [--no-hypercall]
- *            [--handshake-size N] [--event-id ID] [--event-size N] [-v]
+ *            [--handshake-size N] [--cpu-type N] [--event-id ID] [--event-size N] [-v]
  *            [--introspector NAME,KEYFILE,VMNAME [--introspector-socket PATH]
  *             [--hypervisor-socket PATH] [--attach TARGET]... [--subscribers N]
  *             [--map COUNT] [--gpa START,SIZE] [--local-gpa BASE]
@@ -15,7 +15,8 @@
  *
  * Per VM: connect to the Unix socket like QEMU, send kvmi_qemu2introspector
  * (96 bytes: uuid, start_time = now, name; --handshake-size N: struct_size
- * N, 32 .. 65536, beyond 96 zero, below 96 the name cut to what fits), read
+ * N, 32 .. 65536, beyond 96 zero, below 96 the name cut to what fits;
+ * --cpu-type N: byte 20, 0 like an older QEMU, 1 x86_64 like a newer), read
  * kvmi_introspector2qemu and compare cookie_hash with SHA-1 of COOKIEFILE's
  * bytes (no COOKIEFILE: any hash passes; mismatch: close, "cookie
  * mismatch"; the report's "cookie_hash" is what kvmid sent).  Then play
@@ -43,7 +44,8 @@
  * line on stderr.  --floor: same client code against a forked echo peer
  * over socketpairs (the benchmark baseline).  --misbehave MODE: each VM
  * breaks the protocol one way (wrong-cookie, truncated-handshake,
- * slow-handshake, bad-header-size, nonzero-padding, unexpected-seq,
+ * slow-handshake, bad-header-size, nonzero-padding, unexpected-seq: an
+ * event and an unsolicited reply in one write, the event to be acked,
  * oversize, disconnect-mid-message, duplicate-uuid, silent-command: never
  * answer GET_GUEST_INFO); exit 0 when it was
  * carried out and kvmid closed the channel.  --control PATH: a JSON-lines
@@ -144,6 +146,7 @@ static void sim_usage(FILE *f) {
               "      --max-msg N          max message size GET_VERSION reports (64..65535; default\n"
               "                           8184 with --version-layout 8, none in the 16-byte form)\n"
               "      --handshake-size N   qemu2introspector struct_size (32..65536, default 96)\n"
+              "      --cpu-type N         its cpu_type byte (0..255, default 0; newer x86_64 QEMUs: 1)\n"
               "      --event-id ID        the events' kvmi_event.event (1..255, default 5 HYPERCALL)\n"
               "      --event-size N       their kvmi_event.size (544..65535, default 544)\n"
               "      --no-map-token       GET_MAP_TOKEN unsupported\n"
@@ -385,7 +388,7 @@ static int sim_parse(Sim *s, int argc, char **argv) {
         enum { OPT_VM = 256, OPT_VCPUS, OPT_EVENTS, OPT_RATE, OPT_REG, OPT_MODE, OPT_UNHOOK, OPT_TIMEOUT,
                OPT_MISBEHAVE, OPT_CONTROL, OPT_FLOOR, OPT_LAYOUT, OPT_NO_TOKEN, OPT_NO_HC, OPT_INTRO,
                OPT_INTRO_SOCKET, OPT_HV_SOCKET, OPT_ATTACH, OPT_SUBSCRIBERS, OPT_MAP, OPT_GPA, OPT_LOCAL_GPA,
-               OPT_WATCH, OPT_MAX_MSG, OPT_HS_SIZE, OPT_EVENT_ID, OPT_EVENT_SIZE };
+               OPT_WATCH, OPT_MAX_MSG, OPT_HS_SIZE, OPT_CPU_TYPE, OPT_EVENT_ID, OPT_EVENT_SIZE };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, 's' },      { "vm", required_argument, NULL, OPT_VM },
                 { "vcpus", required_argument, NULL, OPT_VCPUS }, { "events", required_argument, NULL, OPT_EVENTS },
@@ -409,6 +412,7 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                 { "watch-revocations", no_argument, NULL, OPT_WATCH },
                 { "max-msg", required_argument, NULL, OPT_MAX_MSG },
                 { "handshake-size", required_argument, NULL, OPT_HS_SIZE },
+                { "cpu-type", required_argument, NULL, OPT_CPU_TYPE },
                 { "event-id", required_argument, NULL, OPT_EVENT_ID },
                 { "event-size", required_argument, NULL, OPT_EVENT_SIZE },
                 { "verbose", no_argument, NULL, 'v' },           { "help", no_argument, NULL, 'h' },
@@ -581,6 +585,11 @@ static int sim_parse(Sim *s, int argc, char **argv) {
                         if (sim_parse_uint(optarg, KVMI_QEMU2INTROSPECTOR_MIN_SIZE, KVMI_HANDSHAKE_MAX_SIZE, &v) < 0)
                                 goto bad;
                         o->handshake_size = (uint32_t) v;
+                        break;
+                case OPT_CPU_TYPE:
+                        if (sim_parse_uint(optarg, 0, UINT8_MAX, &v) < 0)
+                                goto bad;
+                        o->cpu_type = (uint8_t) v;
                         break;
                 case OPT_EVENT_ID:
                         /* 0 is UNHOOK, which has no reply: --unhook-at-exit. */

@@ -4,7 +4,8 @@
  * closed the channel (wrong-cookie: we close, like QEMU; duplicate-uuid:
  * the second connection is closed while the first stays usable;
  * silent-command: GET_GUEST_INFO is never answered, kvmid must give up on
- * it after its command-timeout).  Where a
+ * it after its command-timeout; unexpected-seq: the event sent just before
+ * the bad reply is answered first).  Where a
  * close of ours would hide kvmid's reaction, we half-close (SHUT_WR): kvmid
  * reads EOF exactly as after close(), and we can still see it close. */
 
@@ -232,12 +233,25 @@ static void mis_act_after_probe(SimMis *m) {
                 break;
 
         case MIS_UNEXPECTED_SEQ: {
+                /* After a HYPERCALL event in the same write: kvmid must
+                 * answer the event (its vCPU waits) before it looks at the
+                 * reply that makes it close the channel. */
                 KvmiReply r = { .seq = MIS_BOGUS_SEQ, .version = { .version = 7, .has_features = true } };
-                n = kvmi_reply_encode(buf, sizeof buf, &kvmi_numbering_v7, KVMI_CMD_GET_VERSION, &r);
+                SimVcpu *v = &vm->vcpus[0];
+                int e = job_encode_event(vm, 0, KVMI_EV_HYPERCALL, NULL, seq, buf, sizeof buf);
+                if (e < 0)
+                        break;
+                n = kvmi_reply_encode(buf + e, sizeof buf - (size_t) e, &kvmi_numbering_v7, KVMI_CMD_GET_VERSION, &r);
                 if (n < 0)
                         break;
-                len = (size_t) n;
-                snprintf(m->detail, sizeof m->detail, "unsolicited GET_VERSION reply with seq 0x%x", MIS_BOGUS_SEQ);
+                len = (size_t) e + (size_t) n;
+                v->outstanding = true;
+                v->seq = seq;
+                v->sent_id = buf[KVMI_MSG_HDR_SIZE + 4];
+                v->sent_ns = util_now_ns();
+                snprintf(m->detail, sizeof m->detail,
+                         "HYPERCALL event, then in the same write an unsolicited GET_VERSION reply with seq 0x%x",
+                         MIS_BOGUS_SEQ);
                 break;
         }
 
@@ -366,7 +380,10 @@ void mis_notify(SimVm *vm, VmNote note) {
                 } else if (m->acted) {
                         m->closed_by_kvmid = vm->closed_by_peer;
                         m->closed_ns = vm->closed_ns;
-                        mis_finish(m, NULL);
+                        if (m->mode == MIS_UNEXPECTED_SEQ && vm->acked != 1)
+                                mis_finish(m, "channel closed, the event before the bad reply never answered");
+                        else
+                                mis_finish(m, NULL);
                 } else
                         mis_finish(m, "closed before misbehaving: %s", vm->close_reason);
                 break;
@@ -388,6 +405,8 @@ bool mis_ok(const SimVm *vm, char *why, size_t whylen) {
                 ok = m->acted;
         else if (m->mode == MIS_DUPLICATE_UUID)
                 ok = m->acted && m->closed_by_kvmid && m->first_alive == 1;
+        else if (m->mode == MIS_UNEXPECTED_SEQ)
+                ok = m->acted && m->closed_by_kvmid && vm->acked == 1;
         else
                 ok = m->acted && m->closed_by_kvmid;
         if (!ok)

@@ -281,7 +281,9 @@ static int vm_cookie_hash(const SimVm *vm, uint8_t ret[KVMI_COOKIE_HASH_SIZE], c
 /* --handshake-size N: a newer QEMU's longer struct (the tail zero), or an
  * older, shorter one (the name cut to what fits; 32: no name at all). */
 static void vm_send_handshake(SimVm *vm) {
-        KvmiQemu2Introspector h = { .struct_size = vm->sim->o.handshake_size, .start_time = (int64_t) time(NULL) };
+        KvmiQemu2Introspector h = { .struct_size = vm->sim->o.handshake_size,
+                                    .cpu_type = vm->sim->o.cpu_type,
+                                    .start_time = (int64_t) time(NULL) };
         _cleanup_free_ uint8_t *buf = malloc(h.struct_size);
         int n;
 

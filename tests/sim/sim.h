@@ -382,6 +382,7 @@ typedef struct SimOpts {
         bool has_max_msg;
         uint32_t max_msg;               /* --max-msg: GET_VERSION's second word, in either layout */
         uint32_t handshake_size;        /* qemu2introspector struct_size (96; 32 .. 64 KiB) */
+        uint8_t cpu_type;               /* its byte 20 (0: an older QEMU's padding) */
         uint8_t event_id;               /* the one-shot events' kvmi_event.event (wire id) */
         uint16_t event_size;            /* their kvmi_event.size (544, more like a newer kernel) */
         bool no_map_token, no_hypercall;

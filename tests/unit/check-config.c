@@ -99,6 +99,19 @@ START_TEST(test_all_keys) {
 }
 END_TEST
 
+/* [kvmi] numbering: a name resolved to its table at load (unknown: the
+ * error table below). */
+START_TEST(test_kvmi_numbering) {
+        _cleanup_(config_freep) Config *dflt = NULL, *c = NULL;
+
+        ck_assert_int_eq(config_load(NULL, "/tmp/rt", &dflt, NULL), 0);
+        ck_assert_ptr_eq(dflt->kvmi.numbering, &kvmi_numbering_v7);
+        ck_assert_ptr_null(load("[kvmi]\nnumbering = v7\n", &c));
+        ck_assert_ptr_eq(c->kvmi.numbering, &kvmi_numbering_v7);
+        ck_assert_ptr_eq(c->kvmi.numbering, kvmi_numbering_by_name("v7"));
+}
+END_TEST
+
 START_TEST(test_runtime_dir_override) {
         _cleanup_free_ char *path = write_tmp("[daemon]\nruntime-dir = /srv/x\n");
         _cleanup_(config_freep) Config *c = NULL;
@@ -134,6 +147,9 @@ static const struct {
         { "[kvmi]\nmax-channels = 0\n", "2: [kvmi] max-channels = \"0\": expected a number from 1 to 65536" },
         { "[kvmi]\nsocket = rel\n", "2: [kvmi] socket = \"rel\": must be an absolute path" },
         { "[kvmi]\nbogus = 1\n", "2: [kvmi] bogus = \"1\": unknown key" },
+        { "[kvmi]\n\nnumbering = v5\n", "3: [kvmi] numbering = \"v5\": expected a known KVMI numbering: v7" },
+        { "[kvmi]\nnumbering = V7\n", "2: [kvmi] numbering = \"V7\": expected a known KVMI numbering: v7" },
+        { "[kvmi]\nnumbering =\n", "2: [kvmi] numbering = \"\": expected a known KVMI numbering: v7" },
         { "[domain a]\nuuid = 1234\n",
           "2: [domain a] uuid = \"1234\": expected a UUID such as 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6f" },
         { "[domain a]\nuuid = 6f1d4a4e-8c55-4b4e-9d1e-2a7b3c4d5e6g\n",
@@ -338,6 +354,7 @@ int main(void) {
         tcase_add_test(tc, test_defaults);
         tcase_add_test(tc, test_all_keys);
         tcase_add_test(tc, test_runtime_dir_override);
+        tcase_add_test(tc, test_kvmi_numbering);
         tcase_add_loop_test(tc, test_bad, 0, ELEMENTSOF(bad));
         tcase_add_test(tc, test_audit_keys);
         tcase_add_test(tc, test_missing_file);

@@ -122,6 +122,19 @@ static const uint8_t q2i_104[104] = {
         [96] = 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, /* newer fields */
 };
 
+/* From a KVM-VMI QEMU that lays bytes 20..23 out as u8 cpu_type (1 =
+ * QEMU_VMI_CPU_TYPE_X86_64) + u8 padding[3] and appends its arch block
+ * (u8 e820_count, u8 padding[3], then e820_count entries: none here). */
+static const uint8_t q2i_100[100] = {
+        0x64, 0x00, 0x00, 0x00,                                 /* struct_size 100 */
+        0x6f, 0x1d, 0x4a, 0x4e, 0x8c, 0x55, 0x4b, 0x4e,
+        0x9d, 0x1e, 0x2a, 0x7b, 0x3c, 0x4d, 0x5e, 0x6f,
+        0x01, 0x00, 0x00, 0x00,                                 /* 20: cpu_type x86_64, padding[3] */
+        0x50, 0x4f, 0x3e, 0x2d, 0x1c, 0x0b, 0x06, 0x00,
+        't', 'a', 'r', 'g', 'e', 't', '-', '1',
+        [96] = 0x00, 0x00, 0x00, 0x00,                          /* arch: e820_count 0, padding[3] */
+};
+
 /* struct kvmi_introspector2qemu: struct_size 24 + SHA-1("") */
 static const uint8_t i2q_24[24] = {
         0x18, 0x00, 0x00, 0x00,
@@ -196,6 +209,40 @@ END_TEST
 
 /* An older, shorter struct: libkvmi accepts any struct_size from the
  * offset of name on, and so do we; the name is what fits, NUL or not. */
+START_TEST(q2i_cpu_type) {
+        KvmiQemu2Introspector h, d;
+        uint8_t m[100];
+
+        memset(&d, 0xee, sizeof(d));
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(q2i_100, sizeof(q2i_100), &d), 100);
+        check_q2i(&d, 100);
+        ck_assert_uint_eq(d.cpu_type, KVMI_QEMU_CPU_TYPE_X86_64);
+
+        /* An older QEMU's zero padding reads as cpu_type 0. */
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(q2i_96, sizeof(q2i_96), &d), 96);
+        ck_assert_uint_eq(d.cpu_type, 0);
+
+        /* Bytes 21..23 are a newer QEMU's to use: accepted, not part of cpu_type. */
+        for (size_t i = 21; i < 24; i++) {
+                copy_of(m, q2i_100, sizeof(m));
+                m[i] = 0x5a;
+                ck_assert_int_eq(kvmi_qemu2introspector_decode(m, sizeof(m), &d), 100);
+                check_q2i(&d, 100);
+                ck_assert_uint_eq(d.cpu_type, KVMI_QEMU_CPU_TYPE_X86_64);
+        }
+        copy_of(m, q2i_100, sizeof(m));
+        m[20] = KVMI_QEMU_CPU_TYPE_UNKNOWN;
+        ck_assert_int_eq(kvmi_qemu2introspector_decode(m, sizeof(m), &d), 100);
+        ck_assert_uint_eq(d.cpu_type, KVMI_QEMU_CPU_TYPE_UNKNOWN);
+
+        /* The encoder writes cpu_type at byte 20, zero in 21..23 and past name. */
+        fill_q2i(&h, 100);
+        h.cpu_type = KVMI_QEMU_CPU_TYPE_X86_64;
+        memset(m, 0xcc, sizeof(m));
+        expect_encoded(kvmi_qemu2introspector_encode(m, sizeof(m), &h), m, q2i_100, sizeof(q2i_100));
+}
+END_TEST
+
 START_TEST(q2i_older_qemu) {
         KvmiQemu2Introspector h, d;
         uint8_t m[96], buf[96];
@@ -312,12 +359,8 @@ START_TEST(q2i_malformed) {
         put32_at(m, KVMI_HANDSHAKE_MAX_SIZE);   /* in range, just not all here */
         ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 96, &d), -EBADMSG);
 
-        /* Nonzero padding, each byte. */
-        for (size_t i = 20; i < 24; i++) {
-                copy_of(m, q2i_96, 96);
-                m[i] = 0x01;
-                ck_assert_int_eq(kvmi_qemu2introspector_decode(m, 96, &d), -EPROTO);
-        }
+        /* Bytes 20..23 (cpu_type and what a newer QEMU may put after it)
+         * are never a reason to refuse: q2i_cpu_type. */
 
         /* Name without a NUL in its 64 bytes. */
         copy_of(m, q2i_96, 96);
@@ -2318,6 +2361,7 @@ static Suite *kvmi_suite(void) {
         tc = tcase_create("handshake");
         tcase_add_test(tc, q2i_encode_decode);
         tcase_add_test(tc, q2i_newer_qemu);
+        tcase_add_test(tc, q2i_cpu_type);
         tcase_add_test(tc, q2i_older_qemu);
         tcase_add_test(tc, q2i_bounds);
         tcase_add_test(tc, q2i_start_time_signed);

@@ -674,7 +674,7 @@ static void check_patched(const VarlinkInterface *iface, const char *key, const 
                 }
         }
 
-        r = varlink_validate(m->input, obj, &path);
+        r = varlink_validate(m->input, obj, 0, &path);
         ck_assert_msg(r == expected, "%s=%s: expected %d, got %d (path %s)",
                       key ?: "-", value_json == DELETE ? "DELETE" : value_json ?: "-", expected, r, path ?: "-");
         if (expected == 0)
@@ -778,6 +778,33 @@ START_TEST(test_validate_nested) {
 }
 END_TEST
 
+/* Replies may carry a uint64 where the IDL says int (registers), as
+ * sd-varlink allows; nothing else gets through with that flag. */
+START_TEST(test_validate_uint64_replies) {
+        _cleanup_iface_ VarlinkInterface *iface = parse_ok(validate_idl);
+        const VarlinkType *t = varlink_interface_find_method(iface, "V")->input;
+        static const struct {
+                const char *value;
+                int expected;
+        } cases[] = {
+                { "18446744073709551615", 0 },
+                { "9223372036854775808", 0 },
+                { "-9223372036854775808", 0 },
+                { "1.5", VARLINK_VALIDATE_WRONG_TYPE },
+                { "\"1\"", VARLINK_VALIDATE_WRONG_TYPE },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_json_ struct json_object *obj = json_tokener_parse(validate_base);
+                _cleanup_free_ char *path = NULL;
+
+                ck_assert_int_eq(json_object_object_add(obj, "i", json_tokener_parse(cases[i].value)), 0);
+                ck_assert_msg(varlink_validate(t, obj, VARLINK_VALIDATE_UINT64, &path) == cases[i].expected,
+                              "i=%s", cases[i].value);
+        }
+}
+END_TEST
+
 static int validate_json(const VarlinkType *type, const char *json, char **ret_path) {
         _cleanup_json_ struct json_object *v = NULL;
 
@@ -785,7 +812,7 @@ static int validate_json(const VarlinkType *type, const char *json, char **ret_p
                 v = json_tokener_parse(json);
                 ck_assert_msg(v || streq(json, "null"), "bad test JSON: %s", json);
         }
-        return varlink_validate(type, v, ret_path);
+        return varlink_validate(type, v, 0, ret_path);
 }
 
 START_TEST(test_validate_toplevel) {
@@ -857,11 +884,11 @@ START_TEST(test_validate_nul_constructed) {
 
         ck_assert_ptr_nonnull(obj);
         json_object_object_add(obj, "s", json_object_new_string_len("ab\0c", 4));
-        ck_assert_int_eq(varlink_validate(iface->methods[0].input, obj, &path), VARLINK_VALIDATE_NUL_IN_STRING);
+        ck_assert_int_eq(varlink_validate(iface->methods[0].input, obj, 0, &path), VARLINK_VALIDATE_NUL_IN_STRING);
         ck_assert_str_eq(path, "s");
 
         json_object_object_add(obj, "s", json_object_new_string_len("abc", 3));
-        ck_assert_int_eq(varlink_validate(iface->methods[0].input, obj, NULL), 0);
+        ck_assert_int_eq(varlink_validate(iface->methods[0].input, obj, 0, NULL), 0);
 }
 END_TEST
 
@@ -898,6 +925,7 @@ static Suite *varlink_idl_suite(void) {
 
         tc = tcase_create("validate");
         tcase_add_test(tc, test_validate_fields);
+        tcase_add_test(tc, test_validate_uint64_replies);
         tcase_add_test(tc, test_validate_nested);
         tcase_add_test(tc, test_validate_toplevel);
         tcase_add_test(tc, test_validate_recursive);
