@@ -12,13 +12,16 @@
 
 #define BUILTIN_POLICY "default deny\n"
 
-int authz_load(const Config *c, Policy **ret, bool *ret_builtin, char **ret_error) {
+int authz_load(const Config *c, bool allow_builtin, Policy **ret, bool *ret_builtin, char **ret_error) {
         struct stat st;
         int r;
 
-        /* No rules file: nothing is allowed (drop-ins need the main file's
-         * default line), which is safe, and the log says so. */
-        if (stat(c->policy.file, &st) < 0 && errno == ENOENT) {
+        /* No rules file at start: nothing is allowed (drop-ins need the main
+         * file's default line), which is safe, and the log says so; a
+         * reload while there is still none keeps it so.  Once a file was
+         * in force, its absence is an error like any other, so that a
+         * file renamed mid-edit does not turn the policy into deny-all. */
+        if (allow_builtin && stat(c->policy.file, &st) < 0 && errno == ENOENT) {
                 r = policy_parse_string("(built-in)", BUILTIN_POLICY, ret, ret_error);
                 if (r == 0)
                         *ret_builtin = true;
@@ -71,9 +74,12 @@ int authz_start(Server *s) {
         Policy *p;
         int r;
 
-        r = authz_load(s->config, &p, &builtin, &error);
-        if (r < 0)
-                return log_error_errno(r, "policy: %s", error ?: "cannot load");
+        r = authz_load(s->config, true, &p, &builtin, &error);
+        if (r < 0) {
+                /* before daemon-stop, so that the audit log says why kvmid did not start */
+                authz_audit(s, NULL, error ?: "out of memory", true, false);
+                return log_error_errno(r, "policy: %s", error ?: "out of memory");
+        }
         authz_install(s, p, builtin);
         authz_audit(s, p, NULL, true, true);
         return 0;
@@ -85,7 +91,7 @@ int authz_reload(Server *s, char **ret_error) {
         Policy *p;
         int r;
 
-        r = authz_load(s->config, &p, &builtin, &error);
+        r = authz_load(s->config, s->policy_builtin, &p, &builtin, &error);
         if (r < 0) {
                 log_warning("policy reload failed, keeping the policy in force: %s", error ?: "out of memory");
                 authz_audit(s, s->policy, error ?: "out of memory", false, false);

@@ -575,10 +575,10 @@ const char *introspector_identity(const Conn *c);
 
 /* ---- authz.c: the policy in force ------------------------------------------ */
 
-/* Load the configured policy: a missing rules file means the built-in
- * "default deny" (logged); any other problem is an error in *ret_error
- * ("file:line:col: message"). */
-int authz_load(const Config *c, Policy **ret, bool *ret_builtin, char **ret_error);
+/* Load the configured policy: at start, a missing rules file means the
+ * built-in "default deny" (logged); on a reload it is an error.  Any
+ * problem is an error in *ret_error ("file:line:col: message"). */
+int authz_load(const Config *c, bool allow_builtin, Policy **ret, bool *ret_builtin, char **ret_error);
 /* Start: load or fail. */
 int authz_start(Server *s);
 /* Reload from s->config's paths; the new snapshot replaces the old only if

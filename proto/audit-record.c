@@ -83,6 +83,7 @@ static const char *const break_names[_AUDIT_BREAK_MAX] = {
         [AUDIT_BREAK_RESTART] = "chain-restart",
         [AUDIT_BREAK_TORN_TAIL] = "torn-tail",
         [AUDIT_BREAK_WITNESS] = "bad-witness",
+        [AUDIT_BREAK_EMPTY] = "empty-file",
 };
 
 const char *audit_kind_to_string(AuditKind k) {
@@ -1198,6 +1199,19 @@ static int verify_line(Verifier *v, size_t file, uint64_t ln, const char *line, 
         }
 
         if (!v->have_last) {
+                /* The writer starts every file with seq 1 (a new chain, or a
+                 * recovered record after a torn first line) or a rotate
+                 * record: anything else had records before it. */
+                if (rec.seq != 1 && rec.kind != AUDIT_KIND_ROTATE) {
+                        uint64_t s = rec.seq;
+                        AuditKind k = rec.kind;
+
+                        audit_record_done(&rec);
+                        return verify_break(v, AUDIT_BREAK_SEQ_GAP, file, ln,
+                                            "the first record is seq %" PRIu64 " (%s), neither the start of a chain "
+                                            "(seq 1) nor a rotate record: the records before it are missing",
+                                            s, audit_kind_to_string(k));
+                }
                 v->res->first_seq = rec.seq;
                 memcpy(v->res->first_prev, rec.prev, AUDIT_HEX_SIZE);
         } else if (rec.seq == 1) {
@@ -1265,8 +1279,18 @@ static int verify_file(Verifier *v, LineReader *rd, size_t file, bool last_file)
                         v->res->io_error = r;
                         return verify_break(v, AUDIT_BREAK_IO, file, ln + 1, "cannot read: %s", strerror(-r));
                 }
-                if (r == 0)
-                        return 0;
+                if (r == 0) {
+                        if (ln > 0)
+                                return 0;
+                        /* kvmid writes daemon-start right after creating the
+                         * log, and a rotated file before it gets its name */
+                        if (v->gap)
+                                return report_gap(v, false);
+                        if (v->torn)
+                                return report_torn(v, "not followed by a record that witnesses it");
+                        return verify_break(v, AUDIT_BREAK_EMPTY, file, 0,
+                                            "empty file: no records (emptied, or not an audit log)");
+                }
                 ln++;
                 r = verify_line(v, file, ln, line, len, terminated, last_file);
                 if (r != 0)

@@ -127,6 +127,7 @@ typedef enum AuditBreak {
         AUDIT_BREAK_RESTART,        /* a new chain (seq 1) after other records */
         AUDIT_BREAK_TORN_TAIL,      /* the last line has no newline */
         AUDIT_BREAK_WITNESS,        /* a torn-line witness that does not match */
+        AUDIT_BREAK_EMPTY,          /* a file without a single line */
         _AUDIT_BREAK_MAX,
 } AuditBreak;
 
@@ -218,7 +219,8 @@ typedef struct AuditVerifyResult {
 
 /* Check every line of paths[0..n-1], in that order, as one chain: each
  * record on its own, seq +1 and prev = SHA-256 of the previous line
- * across file boundaries, torn lines witnessed.  Returns 0 when intact,
+ * across file boundaries, torn lines witnessed, the first record seq 1
+ * or a rotate record, no empty file.  Returns 0 when intact,
  * AUDIT_VERIFY_BROKEN with ret describing the first break, -ENOMEM.
  * *ret is filled in both cases. */
 int audit_verify_files(const char *const *paths, size_t n, AuditVerifyResult *ret);

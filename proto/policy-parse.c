@@ -156,7 +156,7 @@ static const char *quote(char out[static QUOTE_SIZE], const char *s, size_t n) {
                 if (c == '"' || c == '\\') {
                         out[o++] = '\\';
                         out[o++] = (char) c;
-                } else if (c < 0x20 || c == 0x7f)
+                } else if (c < 0x20 || c >= 0x7f)  /* a non-ASCII look-alike must show */
                         o += (size_t) snprintf(out + o, 5, "\\x%02x", c);
                 else
                         out[o++] = (char) c;
@@ -173,7 +173,58 @@ static const char *quote(char out[static QUOTE_SIZE], const char *s, size_t n) {
 /* ------------------------------------------------------------ lexer */
 
 static bool is_blank(char c) {
-        return c == ' ' || c == '\t' || c == '\r';
+        return c == ' ' || c == '\t';
+}
+
+/* Characters an editor shows as a blank, or not at all, that are bytes of
+ * a word here: a name with one never matches what it seems to say. */
+static const struct {
+        uint32_t code;
+        const char *name;
+} odd_spaces[] = {
+        { 0x00a0, "non-breaking space" },
+        { 0x2000, "en quad" },
+        { 0x2001, "em quad" },
+        { 0x2002, "en space" },
+        { 0x2003, "em space" },
+        { 0x2004, "three-per-em space" },
+        { 0x2005, "four-per-em space" },
+        { 0x2006, "six-per-em space" },
+        { 0x2007, "figure space" },
+        { 0x2008, "punctuation space" },
+        { 0x2009, "thin space" },
+        { 0x200a, "hair space" },
+        { 0x200b, "zero-width space" },
+        { 0x202f, "narrow no-break space" },
+        { 0x3000, "ideographic space" },
+        { 0xfeff, "zero-width no-break space" },
+};
+
+/* The odd space a UTF-8 sequence at s encodes, or -1. */
+static int odd_space(const char *s, size_t n) {
+        const unsigned char *u = (const unsigned char *) s;
+        uint32_t code;
+
+        if (n >= 2 && (u[0] & 0xe0) == 0xc0 && (u[1] & 0xc0) == 0x80)
+                code = (uint32_t) (u[0] & 0x1f) << 6 | (u[1] & 0x3f);
+        else if (n >= 3 && (u[0] & 0xf0) == 0xe0 && (u[1] & 0xc0) == 0x80 && (u[2] & 0xc0) == 0x80)
+                code = (uint32_t) (u[0] & 0x0f) << 12 | (uint32_t) (u[1] & 0x3f) << 6 | (u[2] & 0x3f);
+        else
+                return -1;
+        for (size_t i = 0; i < ELEMENTSOF(odd_spaces); i++)
+                if (odd_spaces[i].code == code)
+                        return (int) i;
+        return -1;
+}
+
+static int odd_space_error(Parser *p, size_t i, int k) {
+        uint32_t code = odd_spaces[k].code;
+
+        if (code == 0xfeff && p->line == 1 && i == 0)
+                return parser_error(p, -EINVAL, 1, "byte order mark U+FEFF at the start of the file; "
+                                    "save it as UTF-8 without a BOM");
+        return parser_error(p, -EINVAL, (unsigned) i + 1, "%s U+%04" PRIX32 "; %s", odd_spaces[k].name, code,
+                            code == 0x200b || code == 0xfeff ? "remove it" : "use an ASCII space");
 }
 
 static int lex_line(Parser *p, const char *line, size_t len) {
@@ -206,8 +257,18 @@ static int lex_line(Parser *p, const char *line, size_t len) {
                         }
                         if (c == 0)
                                 return parser_error(p, -EINVAL, (unsigned) i + 1, "NUL byte");
-                        if (c < 0x20 || c == 0x7f)
+                        if (c == '\r')
+                                return parser_error(p, -EINVAL, (unsigned) i + 1, "carriage return inside a line "
+                                                    "(a CR is only allowed right before the newline)");
+                        /* a tab only gets here inside quotes, where it is a blank like a space */
+                        if ((c < 0x20 && c != '\t') || c == 0x7f)
                                 return parser_error(p, -EINVAL, (unsigned) i + 1, "control character 0x%02x", c);
+                        if (c >= 0x80) {
+                                int k = odd_space(line + i, len - i);
+
+                                if (k >= 0)
+                                        return odd_space_error(p, i, k);
+                        }
                         if (in_quote && c == '\\' && i + 1 < len && (line[i + 1] == '"' || line[i + 1] == '\\'))
                                 i++;
                         p->cols[p->buf_len] = (unsigned) i + 1;
@@ -273,11 +334,127 @@ static bool value_split(const Parser *p, const Value *v, char c, Value *ret_head
         return true;
 }
 
-/* fnmatch(3) pattern checks: it would treat these as literals, which is
- * never what the author meant. */
+/* The classes POSIX defines in every locale; fnmatch(3) matches nothing
+ * for any other name. */
+static const char *const char_classes[] = {
+        "alnum", "alpha", "blank", "cntrl", "digit", "graph",
+        "lower", "print", "punct", "space", "upper", "xdigit",
+};
+
+static bool is_char_class(const char *s, size_t n) {
+        for (size_t i = 0; i < ELEMENTSOF(char_classes); i++)
+                if (strlen(char_classes[i]) == n && strneq(char_classes[i], s, n))
+                        return true;
+        return false;
+}
+
+/* One element of a bracket expression at s[j] (not its closing ']'), as
+ * glibc's fnmatch(3) reads it with flags 0 in the C locale: "[:class:]",
+ * "[=c=]" and "[.c.]" are single elements (a ']' inside them does not end
+ * the bracket), '\' takes the next byte literally.  *ret_byte is the byte
+ * an element that can start or end a range stands for, -1 for a class or
+ * an equivalence class (a '-' after them is a member). */
+static int check_bracket_element(Parser *p, const Value *v, size_t open, size_t j, const char *what,
+                                 int *ret_byte, size_t *ret_next) {
+        const char *s = value_str(p, v);
+        size_t n = v->len;
+        char q[QUOTE_SIZE];
+
+        if (s[j] == '\\') {
+                if (j + 1 >= n)
+                        return parser_error(p, -EINVAL, value_col(p, v, open), "unterminated '[' in %s", what);
+                *ret_byte = (unsigned char) s[j + 1];
+                *ret_next = j + 2;
+                return 0;
+        }
+        if (s[j] == '[' && j + 1 < n && s[j + 1] == ':') {
+                const char *name = s + j + 2, *end = memmem(name, n - (j + 2), ":]", 2);
+
+                if (!end)
+                        return parser_error(p, -EINVAL, value_col(p, v, j),
+                                            "unterminated character class in %s (write [:NAME:] inside the "
+                                            "brackets, such as [[:digit:]]; \\[ for a literal '[')", what);
+                if (!is_char_class(name, (size_t) (end - name)))
+                        return parser_error(p, -EINVAL, value_col(p, v, j + 2),
+                                            "unknown character class %s in %s (expected alnum, alpha, blank, cntrl, "
+                                            "digit, graph, lower, print, punct, space, upper or xdigit)",
+                                            quote(q, name, (size_t) (end - name)), what);
+                *ret_byte = -1;
+                *ret_next = (size_t) (end - s) + 2;
+                return 0;
+        }
+        if (s[j] == '[' && j + 1 < n && (s[j + 1] == '=' || s[j + 1] == '.')) {
+                char d = s[j + 1];
+
+                /* only single bytes: the C locale has no multi-character collating elements */
+                if (j + 4 >= n || s[j + 3] != d || s[j + 4] != ']')
+                        return parser_error(p, -EINVAL, value_col(p, v, j),
+                                            "expected [%cC%c] with a single character C in %s (\\[ for a literal '[')",
+                                            d, d, what);
+                *ret_byte = d == '=' ? -1 : (unsigned char) s[j + 2];
+                *ret_next = j + 5;
+                return 0;
+        }
+        *ret_byte = (unsigned char) s[j];
+        *ret_next = j + 1;
+        return 0;
+}
+
+/* The bracket expression opened at s[open]; *ret_close is its ']'.
+ * fnmatch(3) reads an unterminated bracket as a literal '[', and matches
+ * nothing with an unknown class or a reversed range: a rule that silently
+ * never matches (a deny that never fires), so all are errors. */
+static int check_bracket(Parser *p, const Value *v, size_t open, const char *what, size_t *ret_close) {
+        const char *s = value_str(p, v);
+        size_t n = v->len, j = open + 1, first;
+        char q[QUOTE_SIZE];
+        int r;
+
+        if (j < n && (s[j] == '!' || s[j] == '^'))
+                j++;
+        first = j;
+        for (;;) {
+                size_t el = j, next;
+                int lo, hi;
+
+                if (j >= n)
+                        return parser_error(p, -EINVAL, value_col(p, v, open), "unterminated '[' in %s", what);
+                if (s[j] == ']' && j > first)  /* a leading ']' is a member */
+                        break;
+                r = check_bracket_element(p, v, open, j, what, &lo, &next);
+                if (r < 0)
+                        return r;
+                j = next;
+                if (lo < 0 || j + 1 >= n || s[j] != '-' || s[j + 1] == ']')
+                        continue;
+                r = check_bracket_element(p, v, open, j + 1, what, &hi, &next);
+                if (r < 0)
+                        return r;
+                if (hi < 0)
+                        return parser_error(p, -EINVAL, value_col(p, v, j + 1),
+                                            "a range in %s cannot end in [:class:] or [=c=]", what);
+                if (lo > hi)
+                        return parser_error(p, -EINVAL, value_col(p, v, el), "range %s in %s is reversed and "
+                                            "matches nothing", quote(q, s + el, next - el), what);
+                j = next;
+        }
+
+        /* grep(1)'s classic: [:digit:] is the set of ':', 'd', 'i', 'g', 't' */
+        if (j - first >= 3 && s[first] == ':' && s[j - 1] == ':' && is_char_class(s + first + 1, j - first - 2))
+                return parser_error(p, -EINVAL, value_col(p, v, open),
+                                    "%s in %s matches one of its characters; a class goes inside the brackets, "
+                                    "such as [[:%.*s:]]", quote(q, s + open, j + 1 - open), what,
+                                    (int) (j - first - 2), s + first + 1);
+        *ret_close = j;
+        return 0;
+}
+
+/* fnmatch(3) pattern checks: it would treat these as literals or match
+ * nothing, which is never what the author meant. */
 static int check_pattern(Parser *p, const Value *v, const char *what, bool *ret_glob) {
         const char *s = value_str(p, v);
         char q[QUOTE_SIZE];
+        int r;
 
         if (v->len == 0)
                 return parser_error(p, -EINVAL, value_col(p, v, 0), "empty %s", what);
@@ -292,17 +469,9 @@ static int check_pattern(Parser *p, const Value *v, const char *what, bool *ret_
                                                     "backslash at the end of %s (write \\\\ for a backslash)", what);
                         i++;
                 } else if (s[i] == '[') {
-                        size_t j = i + 1;
-
-                        if (j < v->len && (s[j] == '!' || s[j] == '^'))
-                                j++;
-                        if (j < v->len && s[j] == ']')  /* a leading ']' is a member */
-                                j++;
-                        while (j < v->len && s[j] != ']')
-                                j++;
-                        if (j >= v->len)
-                                return parser_error(p, -EINVAL, value_col(p, v, i), "unterminated '[' in %s", what);
-                        i = j;
+                        r = check_bracket(p, v, i, what, &i);
+                        if (r < 0)
+                                return r;
                 }
         }
         *ret_glob = false;
@@ -471,11 +640,13 @@ static int parse_gpa_address(Parser *p, const Value *v, uint64_t *ret) {
                 else
                         return parser_error(p, -EINVAL, value_col(p, v, i), "invalid hex digit '%c' in address %s",
                                             c, quote(q, s, v->len));
-                if (a >> 60)
-                        return parser_error(p, -EINVAL, value_col(p, v, 0), "address %s does not fit in 64 bits",
-                                            quote(q, s, v->len));
                 a = a << 4 | d;
         }
+        /* leading zeros count: a digit too many is a typo, not padding */
+        if (v->len - 2 > 16)
+                return parser_error(p, -EINVAL, value_col(p, v, 0),
+                                    "address %s has %zu hex digits; at most 16 fit in 64 bits", quote(q, s, v->len),
+                                    v->len - 2);
         *ret = a;
         return 0;
 }
@@ -847,6 +1018,9 @@ static int parse_text(Parser *p, const char *name, const char *text, size_t size
         for (p->line = 1;; p->line++) {
                 const char *nl = memchr(pos, '\n', (size_t) (end - pos));
                 size_t len = (size_t) ((nl ? nl : end) - pos);
+
+                if (nl && len > 0 && pos[len - 1] == '\r')  /* CR LF; any other CR is an error */
+                        len--;
 
                 r = parse_line(p, pos, len);
                 if (r < 0)

@@ -28,7 +28,12 @@ work = tempfile.mkdtemp(prefix="kvmid-audit-")
 log = os.path.join(work, "audit", "audit.log")
 NAMES = ["tool%d" % i for i in range(8)]
 KEYS = {}
-conf = "[audit]\nfile = %s\nsync = always\n" % log
+# A reload needs a policy file (only a start without one falls back to
+# the built-in default deny).
+pol = os.path.join(work, "policy")
+with open(pol, "w") as f:
+    f.write("default deny\n")
+conf = "[audit]\nfile = %s\nsync = always\n[policy]\nfile = %s\n" % (log, pol)
 for n in NAMES:
     k = os.urandom(32)
     KEYS[n] = k
@@ -137,10 +142,8 @@ try:
     follower = subprocess.Popen([KVMICTL, "--socket", d.socket("admin"), "--json=short", "audit", "tail", "-f", "-n", "0",
                                  "--kind", "policy-reload-fail"], stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    pol = os.path.join(work, "policy")
     with open(pol, "w") as f:
         f.write("bogus\n")
-    d.write_config(conf + "[policy]\nfile = %s\n" % pol)
     d.signal(signal.SIGHUP)
     time.sleep(0.5)
     line = follower.stdout.readline()
@@ -148,6 +151,8 @@ try:
     rec = json.loads(line) if line else {}
     t.ok(rec.get("kind") == "policy-reload-fail" and pol + ":1:" in (rec.get("reason") or "")
          and rec["data"].get("kept_digest"), "audit tail -f streams a new record as it is written", line)
+    with open(pol, "w") as f:
+        f.write("default deny\n")
 
     # rotation, both ways, then a restart: one chain across the files
     rc, out, err = d.kvmictl("--json=short", "audit", "rotate")
@@ -219,6 +224,26 @@ for name, edit, word in cases:
     t.ok(rc == 1 and ":" in out and word in out.lower(), "verify catches a %s, names the line" % name, out)
 rc, out = verify(list(reversed(chain_files())))
 t.ok(rc == 1, "verify catches files given out of order", out)
+
+# The oldest records cut off (sed 1d): a file starts with seq 1 or a
+# rotate record, so the first file given shows it.  No file is empty.
+head = os.path.join(work, "tamper-head")
+os.makedirs(head)
+cut = os.path.join(head, os.path.basename(chain_files()[0]))
+with open(chain_files()[0]) as f:
+    lines = f.readlines()
+with open(cut, "w") as f:
+    f.writelines(lines[1:])
+rc, out = verify([cut])
+t.ok(rc == 1 and out.startswith(cut + ":1: ") and "seq 2" in out and "missing" in out,
+     "verify catches the oldest records removed from the first file, names line 1", out)
+rc, out = verify(chain_files()[1:])
+t.ok(rc == 0 and "continuing an earlier chain" in out,
+     "a chain given from a later file on, which starts with its rotate record, verifies", out)
+empty = os.path.join(head, "empty.log")
+open(empty, "w").close()
+rc, out = verify([empty])
+t.ok(rc == 1 and out.startswith(empty + ": ") and "empty" in out, "verify fails on an empty file", out)
 
 # Whole records cut off the end leave an intact chain: only an anchor kept
 # elsewhere (GetStatus, the journal) shows them missing.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The policy in the real kvmid: load, show, explain, reload (a broken
-policy keeps the old one, over ReloadPolicy and SIGHUP alike), the
-built-in default deny, a broken policy at start, kvmictl policy check."""
+or missing policy keeps the old one, over ReloadPolicy and SIGHUP alike),
+the built-in default deny at start, a broken policy at start (audited),
+kvmictl policy check."""
 
 import json
 import os
@@ -116,14 +117,55 @@ try:
     d.signal(signal.SIGHUP)
     t.ok(wait_for(lambda: json.loads(d.kvmictl("--json=short", "status")[1])["policy_rules"] == 2),
          "SIGHUP with a good policy swaps it in")
-    os.unlink(pol)
-    rc, out, err = d.kvmictl("--json=short", "policy", "reload")
+    # The main file renamed away mid-edit: a reload fails and the policy in
+    # force stays; the built-in deny-all is only for a start without one.
+    digest = json.loads(d.kvmictl("--json=short", "policy", "show")[1])["digest"]
+    os.rename(pol, pol + ".swp")
+    missing = pol + ": No such file or directory"
+    rc, out, err = d.kvmictl("policy", "reload")
+    t.ok(rc == 1 and "PolicyInvalid" in err and missing in err,
+         "ReloadPolicy without the main file: PolicyInvalid naming it", err)
+    d.signal(signal.SIGHUP)
+    t.ok(wait_for(lambda: d.logtext().count("policy reload failed, keeping the policy in force: " + missing) == 2),
+         "SIGHUP without the main file: the reload fails, logged", d.logtext())
     p = json.loads(d.kvmictl("--json=short", "policy", "show")[1])
-    t.ok(p["builtin"] and p["text"] == "default deny\n", "no rules file: the built-in default deny", json.dumps(p))
-    t.ok("everything is denied" in d.logtext(), "and the log says so")
+    t.ok(not p["builtin"] and p["digest"] == digest and p["rules"] == 2,
+         "without the main file the policy in force stays, not the built-in deny-all", json.dumps(p))
+    t.ok("everything is denied" not in d.logtext(), "and nothing says everything is denied")
+    with open(os.path.join(d.runtime, "audit.log")) as f:
+        fails = [r for r in map(json.loads, f) if r["kind"] == "policy-reload-fail"]
+    t.ok(len(fails) >= 2 and all(r["reason"] == missing and r["data"]["kept_digest"] == digest
+                                 and not r["data"]["initial"] for r in fails[-2:]),
+         "both failed reloads are audited with the missing path and the digest kept", json.dumps(fails[-2:]))
+    os.rename(pol + ".swp", pol)
 finally:
     d.stop()
     d.cleanup()
+
+# No main policy file at start: the built-in default deny, and the log
+# says so.
+os.rename(pol, pol + ".away")
+d = Daemon(conf)
+try:
+    p = json.loads(d.kvmictl("--json=short", "policy", "show")[1])
+    t.ok(p["builtin"] and p["text"] == "default deny\n", "no rules file at start: the built-in default deny", json.dumps(p))
+    t.ok("everything is denied" in d.logtext(), "and the log says so")
+    rc, out, err = d.kvmictl("policy", "reload")
+    p = json.loads(d.kvmictl("--json=short", "policy", "show")[1])
+    t.ok(rc == 0 and p["builtin"], "a reload still without it keeps the built-in policy", out + err)
+    # The file appears: the next reload takes it; then it is the policy
+    # in force, and its absence would be a failed reload.
+    os.rename(pol + ".away", pol)
+    rc, out, err = d.kvmictl("policy", "reload")
+    p = json.loads(d.kvmictl("--json=short", "policy", "show")[1])
+    t.ok(rc == 0 and not p["builtin"], "once the file exists, a reload takes it", out + err)
+    os.rename(pol, pol + ".away")
+    rc, out, err = d.kvmictl("policy", "reload")
+    t.ok(rc == 1 and pol + ": No such file or directory" in err, "and a reload without it then fails", err)
+finally:
+    d.stop()
+    d.cleanup()
+os.rename(pol + ".away", pol)
 
 # A broken policy at start: kvmid refuses to run.
 with open(pol, "w") as f:
@@ -135,6 +177,12 @@ p = subprocess.run([KVMID, "--foreground", "--config", cfg, "--runtime-dir", os.
                    capture_output=True, text=True, timeout=20)
 t.ok(p.returncode == 1 and "policy:" in p.stderr and "default" in p.stderr,
      "a policy without a default line: kvmid does not start, and says why", p.stderr)
+with open(os.path.join(work, "run", "audit.log")) as f:
+    recs = [json.loads(line) for line in f]
+t.ok([r["kind"] for r in recs] == ["daemon-start", "policy-reload-fail", "daemon-stop"]
+     and recs[1]["reason"].startswith(pol + ":") and "no default" in recs[1]["reason"]
+     and recs[1]["data"] == {"initial": True, "file": pol} and recs[2]["reason"] == "start failed",
+     "and the audit log says why too: policy-reload-fail (initial) before daemon-stop", json.dumps(recs))
 
 # kvmictl policy check works offline.
 with open(pol, "w") as f:

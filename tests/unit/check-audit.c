@@ -194,6 +194,22 @@ static char **make_lines(AuditLink *link, size_t n) {
         return v;
 }
 
+/* The same, the first a rotate record: how every file after the first starts. */
+static char **make_rotated_lines(AuditLink *link, size_t n) {
+        char **v = calloc(n, sizeof *v);
+        AuditLink next;
+        char **rest;
+
+        ck_assert_ptr_nonnull(v);
+        ck_assert_int_eq(audit_record_build(&(AuditEvent) { .kind = AUDIT_KIND_ROTATE }, link,
+                                            time_base + link->seq * 1000, 123456789 + link->seq, &v[0], NULL, &next), 0);
+        *link = next;
+        rest = make_lines(link, n - 1);
+        memcpy(v + 1, rest, (n - 1) * sizeof *v);
+        free(rest);
+        return v;
+}
+
 static void free_lines(char **v, size_t n) {
         for (size_t i = 0; i < n; i++)
                 free(v[i]);
@@ -664,11 +680,13 @@ START_TEST(test_verify_intact) {
         ck_assert_str_eq(res.first_prev, AUDIT_ZERO_HASH);
         ck_assert_str_eq(res.last_digest, c.link.digest);
 
-        /* an empty file and no files at all are intact, and empty */
+        /* an empty file is not a log kvmid left (daemon-start is its
+         * first record); no files at all are intact, and empty */
         spew(c.path, "", 0, false);
-        ck_assert_int_eq(verify1(c.path, &res), 0);
-        ck_assert_uint_eq(res.records, 0);
+        ck_assert_int_eq(verify1(c.path, &res), AUDIT_VERIFY_BROKEN);
+        ck_assert_break(res, AUDIT_BREAK_EMPTY, 0, 0);
         ck_assert_int_eq(audit_verify_files(NULL, 0, &res), 0);
+        ck_assert_uint_eq(res.records, 0);
         chain_free(&c);
 }
 END_TEST
@@ -731,12 +749,15 @@ START_TEST(test_verify_deleted_swapped) {
         ck_assert_int_eq(verify1(c.path, &res), AUDIT_VERIFY_BROKEN);
         ck_assert_break(res, AUDIT_BREAK_SEQ_GAP, 0, 4);
         ck_assert_ptr_nonnull(strstr(res.message, "2 record(s) missing"));
-        /* the first line deleted: the file alone cannot tell (it is where
-         * the given chain starts), and says so through first_seq/first_prev */
+        /* the first lines deleted: a file starts with seq 1 or a rotate record */
         write_order(c.path, c.v, (const size_t[]) { 1, 2, 3 }, 3);
-        ck_assert_int_eq(verify1(c.path, &res), 0);
-        ck_assert_uint_eq(res.first_seq, 2);
-        ck_assert_str_ne(res.first_prev, AUDIT_ZERO_HASH);
+        ck_assert_int_eq(verify1(c.path, &res), AUDIT_VERIFY_BROKEN);
+        ck_assert_break(res, AUDIT_BREAK_SEQ_GAP, 0, 1);
+        ck_assert_ptr_nonnull(strstr(res.message, "first record is seq 2"));
+        ck_assert_ptr_nonnull(strstr(res.message, "missing"));
+        write_order(c.path, c.v, (const size_t[]) { 5, 6, 7, 8, 9 }, 5);
+        ck_assert_int_eq(verify1(c.path, &res), AUDIT_VERIFY_BROKEN);
+        ck_assert_break(res, AUDIT_BREAK_SEQ_GAP, 0, 1);
         /* lines 4 and 5 swapped */
         write_order(c.path, c.v, (const size_t[]) { 0, 1, 2, 4, 3, 5, 6, 7, 8, 9 }, 10);
         ck_assert_int_eq(verify1(c.path, &res), AUDIT_VERIFY_BROKEN);
@@ -812,7 +833,8 @@ START_TEST(test_verify_files_order) {
                 char name[32];
                 snprintf(name, sizeof name, "audit.log.%zu", i);
                 p[i] = join(dir, name);
-                w[i] = make_lines(&l, 4);
+                /* as the writer rotates: each later file starts with a rotate record */
+                w[i] = i == 0 ? make_lines(&l, 4) : make_rotated_lines(&l, 4);
                 write_all_lines(p[i], w[i], 4);
         }
         ck_assert_int_eq(audit_verify_files((const char *const[]) { p[0], p[1], p[2] }, 3, &res), 0);
@@ -833,6 +855,18 @@ START_TEST(test_verify_files_order) {
         /* starting later is fine: the chain continues an earlier file */
         ck_assert_int_eq(audit_verify_files((const char *const[]) { p[1], p[2] }, 2, &res), 0);
         ck_assert_uint_eq(res.first_seq, 5);
+        ck_assert_str_ne(res.first_prev, AUDIT_ZERO_HASH);
+        /* but not without its rotate record */
+        write_all_lines(p[1], w[1] + 1, 3);
+        ck_assert_int_eq(audit_verify_files((const char *const[]) { p[1], p[2] }, 2, &res), AUDIT_VERIFY_BROKEN);
+        ck_assert_break(res, AUDIT_BREAK_SEQ_GAP, 0, 1);
+        ck_assert_ptr_nonnull(strstr(res.message, "seq 6 (map-allow)"));
+        write_all_lines(p[1], w[1], 4);
+        /* an empty file in the middle */
+        spew(p[1], "", 0, false);
+        ck_assert_int_eq(audit_verify_files((const char *const[]) { p[0], p[1], p[2] }, 3, &res), AUDIT_VERIFY_BROKEN);
+        ck_assert_break(res, AUDIT_BREAK_EMPTY, 1, 0);
+        write_all_lines(p[1], w[1], 4);
         /* a file that cannot be read */
         char *missing = join(dir, "nope");
         ck_assert_int_eq(audit_verify_files((const char *const[]) { p[0], missing }, 2, &res), AUDIT_VERIFY_BROKEN);
@@ -908,6 +942,19 @@ START_TEST(test_verify_witness) {
         fclose(f);
         ck_assert_int_eq(verify1(path, &res), AUDIT_VERIFY_BROKEN);
         ck_assert_break(res, AUDIT_BREAK_BAD_JSON, 0, 2);
+
+        /* a new log whose first write was torn: the recovered record that
+         * witnesses it is seq 1, where a file may start */
+        free(rline);
+        audit_link_init(&l);
+        ck_assert_int_eq(audit_record_build(&(AuditEvent) { .kind = AUDIT_KIND_RECOVERED, .data = data }, &l, 0, 0,
+                                            &rline, NULL, &after), 0);
+        f = fopen(path, "we");
+        fprintf(f, "%s\n%s\n", torn, rline);
+        fclose(f);
+        ck_assert_int_eq(verify1(path, &res), 0);
+        ck_assert_uint_eq(res.first_seq, 1);
+        ck_assert_uint_eq(res.torn, 1);
 
         json_object_put(data);
         free(rline);
