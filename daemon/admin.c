@@ -705,20 +705,11 @@ static int admin_revoke_session(Call *call, struct json_object *parameters, void
 static int admin_revoke_introspector(Call *call, struct json_object *parameters, void *userdata) {
         Server *s = userdata;
         const char *name = json_object_get_string(json_object_object_get(parameters, "introspector"));
-        int64_t n = 0;
 
-        if (!config_find_identity(s->config, name))
+        /* Also a name no longer configured that still holds something. */
+        if (!introspector_known(s, name))
                 return not_found(call, "io.kvmid.Admin.IntrospectorNotFound", "introspector", name);
-        for (const Session *ss = s->sessions; ss; ss = ss->next)
-                n += streq(ss->introspector, name);
-        session_end_introspector(s, name, "introspector revoked by an operator");
-        /* Its connections go too: it must authenticate again. */
-        for (Conn *c = s->conns, *next; c; c = next) {
-                const char *who = introspector_identity(c);
-                next = c->next;
-                if (who && streq(who, name))
-                        conn_close(c);
-        }
+        unsigned n = introspector_revoke(s, name, "introspector revoked by an operator");
         struct json_object *reply = json_object_new_object();
         if (!reply)
                 return -ENOMEM;

@@ -104,6 +104,21 @@ static int domain_new(Server *s, const DomainConfig *dc, unsigned recent_events,
         return 0;
 }
 
+/* Unlink d from the registry and free it.  Operators watching it are told
+ * why first: their subscriptions point at d. */
+static void domain_drop(Domain *d, const char *reason) {
+        Server *s = d->server;
+
+        session_unwatch_target(d, reason);
+        for (Domain **p = &s->domains; *p; p = &(*p)->next)
+                if (*p == d) {
+                        *p = d->next;
+                        break;
+                }
+        log_info("domain \"%s\" removed", d->name);
+        domain_free(d);
+}
+
 static Domain *find_name(Server *s, const char *name) {
         for (Domain *d = s->domains; d; d = d->next)
                 if (streq(d->name, name))
@@ -136,16 +151,20 @@ int domain_registry_apply(Server *s, const Config *c) {
                 *tail = d;
         }
         /* Gone from the configuration: drop now unless a channel holds it. */
-        for (tail = &s->domains; *tail;) {
-                Domain *d = *tail;
-                if (!d->configured && !d->channel && !d->from_libvirt) {
-                        *tail = d->next;
-                        log_info("domain \"%s\" removed", d->name);
-                        domain_free(d);
-                } else
-                        tail = &d->next;
+        for (Domain *d = s->domains, *next; d; d = next) {
+                next = d->next;
+                if (!d->configured && !d->channel && !d->from_libvirt)
+                        domain_drop(d, "removed from the configuration");
         }
         return 0;
+}
+
+void domain_registry_retire(Server *s, const Config *c) {
+        for (Domain *d = s->domains; d; d = d->next)
+                /* Still configured until domain_registry_apply(c), so
+                 * domain_gone() closes its channel but keeps d. */
+                if (d->configured && !d->from_libvirt && !config_find_domain(c, d->name))
+                        domain_gone(d, "removed from the configuration");
 }
 
 int domain_registry_load(Server *s, const Config *c) {
@@ -199,19 +218,11 @@ void domain_set_error(Domain *d, const char *fmt, ...) {
 }
 
 void domain_channel_closed(Domain *d) {
-        Server *s = d->server;
-
         d->channel = NULL;
         d->kvmi_state = DOMAIN_KVMI_DISCONNECTED;
         if (d->configured || d->from_libvirt)
                 return;
-        for (Domain **p = &s->domains; *p; p = &(*p)->next)
-                if (*p == d) {
-                        *p = d->next;
-                        log_info("domain \"%s\" removed", d->name);
-                        domain_free(d);
-                        return;
-                }
+        domain_drop(d, "its KVMI channel closed and no source defines it");
 }
 
 size_t domain_guest_request(Domain *d, const KvmiEvent *e, uint64_t time_usec) {
@@ -260,18 +271,6 @@ const char *domain_source_to_string(const Domain *d) {
 
 uint32_t domain_vsock_cid(const Domain *d) {
         return d->libvirt_cid ? d->libvirt_cid : d->config_cid;
-}
-
-static void domain_unlink_free(Domain *d) {
-        Server *s = d->server;
-
-        for (Domain **p = &s->domains; *p; p = &(*p)->next)
-                if (*p == d) {
-                        *p = d->next;
-                        log_info("domain \"%s\" removed", d->name);
-                        domain_free(d);
-                        return;
-                }
 }
 
 int domain_upsert_libvirt(Server *s, const DomainLibvirtInfo *info, Domain **ret) {
@@ -400,5 +399,5 @@ void domain_libvirt_undefined(Domain *d) {
         d->libvirt_cid = 0;
         d->state = DOMAIN_STATE_UNKNOWN;
         if (!d->configured && !d->channel)
-                domain_unlink_free(d);
+                domain_drop(d, "undefined in libvirt");
 }

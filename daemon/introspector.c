@@ -202,6 +202,7 @@ static void auth_durable(void *userdata, int r) {
         if (!call_is_alive(call))
                 goto done;
         c = call_conn(call);
+        (void) conn_set_data(c, "introspector.authenticating", NULL, NULL);
         if (r < 0) {
                 log_error_errno(r, "introspector \"%s\": audit record not written (%m): denied", p->name);
                 (void) call_reply_error_reason(call, "io.kvmid.AuditFailed", strerror(-r));
@@ -296,15 +297,19 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
         }
         peer->failures = 0;
 
-        /* An allow is answered only once its record is durable. */
+        /* An allow is answered only once its record is durable; until
+         * then a reload that drops or changes the identity must find this
+         * connection too (introspector_revoke). */
+        _cleanup_free_ char *marker = strdup(name);
         AuthPending *pending = calloc(1, sizeof *pending);
-        if (!pending)
-                return -ENOMEM;
-        pending->name = strdup(name);
-        if (!pending->name) {
+        if (!marker || !pending || !(pending->name = strdup(name)) ||
+            conn_set_data(c, "introspector.authenticating", marker, free) < 0) {
+                if (pending)
+                        free(pending->name);
                 free(pending);
                 return -ENOMEM;
         }
+        TAKE_PTR(marker);
         pending->call = call_ref(call);
         r = audit_append(s->audit, &ev, auth_durable, pending);
         if (r < 0) {
@@ -316,6 +321,72 @@ static int introspector_authenticate(Call *call, struct json_object *parameters,
 
 const char *introspector_identity(const Conn *c) {
         return conn_get_data(c, "introspector.identity");
+}
+
+/* Authenticated as name, or about to be (its auth-ok record on its way). */
+static bool conn_is_introspector(const Conn *c, const char *name) {
+        const char *who = introspector_identity(c) ?: conn_get_data(c, "introspector.authenticating");
+
+        return who && streq(who, name);
+}
+
+bool introspector_known(Server *s, const char *name) {
+        if (config_find_identity(s->config, name))
+                return true;
+        for (const Session *ss = s->sessions; ss; ss = ss->next)
+                if (streq(ss->introspector, name))
+                        return true;
+        for (const Conn *c = s->conns; c; c = c->next)
+                if (conn_is_introspector(c, name))
+                        return true;
+        return false;
+}
+
+unsigned introspector_revoke(Server *s, const char *name, const char *reason) {
+        unsigned n_sessions = 0, n_conns = 0;
+
+        for (const Session *ss = s->sessions; ss; ss = ss->next)
+                n_sessions += streq(ss->introspector, name);
+        session_end_introspector(s, name, reason);
+        /* Each closes once what is queued on it is written: its
+         * subscribers' SessionEnded says why; it takes no more calls. */
+        for (Conn *c = s->conns; c; c = c->next)
+                if (conn_is_introspector(c, name)) {
+                        conn_begin_shutdown(c);
+                        n_conns++;
+                }
+        if (n_sessions > 0 || n_conns > 0)
+                log_notice("introspector \"%s\": %s: %u sessions ended, %u connections closed", name, reason,
+                           n_sessions, n_conns);
+        return n_sessions;
+}
+
+static bool uids_within(const IdentityConfig *a, const IdentityConfig *b) {
+        for (size_t i = 0; i < a->n_uids; i++) {
+                bool found = false;
+                for (size_t k = 0; k < b->n_uids && !found; k++)
+                        found = a->uids[i] == b->uids[k];
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+/* The same secret and the same peers: what an authentication proved still holds. */
+static bool identity_same(const IdentityConfig *a, const IdentityConfig *b) {
+        return a->key_len == b->key_len && CRYPTO_memcmp(a->key, b->key, a->key_len) == 0 &&
+               (a->domain ? b->domain && streq(a->domain, b->domain) : !b->domain) && uids_within(a, b) &&
+               uids_within(b, a);
+}
+
+void introspector_apply_config(Server *s, const Config *old) {
+        for (const IdentityConfig *id = old->identities; id; id = id->next) {
+                const IdentityConfig *now = config_find_identity(s->config, id->name);
+                if (now && identity_same(id, now))
+                        continue;
+                (void) introspector_revoke(s, id->name, now ? "introspector key or binding changed"
+                                                            : "introspector removed from configuration");
+        }
 }
 
 static const MethodEntry introspector_methods[] = {

@@ -494,6 +494,9 @@ int domain_registry_load(Server *s, const Config *c);
 /* After a reload: add, update, and drop what is gone (connected domains
  * stay until their channel closes). */
 int domain_registry_apply(Server *s, const Config *c);
+/* Before domain_registry_apply(c): each domain c no longer configures (and
+ * libvirt does not define) goes through domain_gone(), its channel too. */
+void domain_registry_retire(Server *s, const Config *c);
 void domain_registry_free(Server *s);
 Domain *domain_find_uuid(Server *s, const uint8_t uuid[16]);
 /* By name or by UUID string. */
@@ -572,6 +575,15 @@ int introspector_proof(const uint8_t *key, size_t key_len, const uint8_t nonce[3
 bool introspector_binding_ok(const IdentityConfig *id, const Domain *vm, uid_t uid, uint32_t cid);
 /* The identity a connection authenticated as, or NULL. */
 const char *introspector_identity(const Conn *c);
+/* In the configuration, or still holding sessions or connections. */
+bool introspector_known(Server *s, const char *name);
+/* End name's sessions (each audited with reason) and close its connections,
+ * also one whose authentication is being recorded: it must authenticate
+ * again.  Returns the sessions ended. */
+unsigned introspector_revoke(Server *s, const char *name, const char *reason);
+/* After a reload replaced old with s->config: an identity that is gone, or
+ * whose key or binding changed, is revoked (introspector_revoke). */
+void introspector_apply_config(Server *s, const Config *old);
 
 /* ---- authz.c: the policy in force ------------------------------------------ */
 

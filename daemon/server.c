@@ -612,11 +612,16 @@ void server_apply_config(Server *s, Config *c) {
         if (!streq(s->config->kvmi.socket_path, c->kvmi.socket_path))
                 log_warning("KVMI listener: socket path change to \"%s\" needs a restart, still on \"%s\"",
                             c->kvmi.socket_path, s->config->kvmi.socket_path);
+        /* Domains gone from the file go down as a stopped VM does, while
+         * the old identities still name the introspectors bound to them. */
+        domain_registry_retire(s, c);
         if (domain_registry_apply(s, c) < 0)
                 log_warning("domain registry: out of memory applying the new configuration");
         log_set_max_level(c->log_level);
-        config_free(s->config);
+        Config *old = s->config;
         s->config = c;
+        introspector_apply_config(s, old);
+        config_free(old);
 }
 
 void server_stop(Server *s) {

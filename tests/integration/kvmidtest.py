@@ -193,6 +193,34 @@ class Daemon:
                            capture_output=True, text=True, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
 
+    def kvmictl_stream(self, *args, timeout=30):
+        """kvmictl ARGS left running (stdout and stderr piped), returned once
+        kvmid has dispatched its call: a stream such as events says nothing
+        before its first item, so this counts the admin listener's calls
+        (each GetStatus counts itself).  None if the call never arrived."""
+        v = self.connect("admin", timeout)
+
+        def calls():
+            st = v.call("io.kvmid.Admin.GetStatus")["parameters"]
+            return [x for x in st["listeners"] if x["name"] == "admin"][0]["calls"]
+
+        before = calls()
+        proc = subprocess.Popen([KVMICTL, "--socket", self.socket("admin")] + list(args),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        polls = [0]
+
+        def dispatched():
+            polls[0] += 1
+            return calls() - before - polls[0] >= 1
+
+        ok = wait_for(dispatched, timeout)
+        v.close()
+        if not ok:
+            proc.kill()
+            proc.wait()
+            return None
+        return proc
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 

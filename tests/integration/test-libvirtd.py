@@ -214,10 +214,23 @@ try:
     t.ok(len(downs) == 2 and "hook" in (downs[1].get("reason") or ""),
          "hook stopped + libvirt stopped: one domain-down for the second run, the hook's", downs)
 
-    # undefine: gone from the registry (it was only libvirt's); define again: back
+    # undefine: gone from the registry (it was only libvirt's), and an
+    # operator watching it is told; define again: back
+    w = Varlink(d.socket("admin"))
+    w.send("io.kvmid.Admin.WatchEvents", {"domain": T1}, more=True)
+    first = w.recv()
     rc, out, err = virsh("undefine", T1)
     t.ok(rc == 0, "virsh undefine %s" % T1, err)
     t.ok(wait_for(lambda: T1 not in domains()), "undefined: removed from the registry", sorted(domains()))
+    try:
+        end = w.recv()
+    except OSError as e:
+        end = e
+    t.ok(first and first.get("continues") and isinstance(end, dict) and
+         end.get("error") == "io.kvmid.Admin.WatchEnded" and end["parameters"] == {"domain": T1,
+                                                                                  "reason": "undefined in libvirt"},
+         "a WatchEvents on the shut-off domain ends: WatchEnded, undefined in libvirt", (first, end))
+    w.close()
     define(T1, U[T1], "target", 41)
     t.ok(wait_for(lambda: domains().get(T1, {}).get("state") == "shutoff"), "defined again: back, shut off")
 
