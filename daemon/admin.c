@@ -722,7 +722,8 @@ static int admin_revoke_token(Call *call, struct json_object *parameters, void *
         const char *id = json_object_get_string(json_object_object_get(parameters, "token_id"));
         MapToken *tok = token_find_id(s->tokens, id);
 
-        if (!tok || tok->state != TOKEN_LIVE)
+        /* A used one too: the operator revokes what was mapped with it. */
+        if (!tok || tok->state == TOKEN_EXPIRED || tok->state == TOKEN_REVOKED)
                 return not_found(call, "io.kvmid.Admin.TokenNotFound", "token_id", id);
         token_revoke(s->tokens, tok, "revoked by an operator");
         return call_reply(call, NULL);

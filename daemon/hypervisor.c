@@ -5,9 +5,10 @@
  *
  * MemMap checks, in order: a known introspector VM; a live token; issued
  * to an introspector bound to that VM; the target gpa in the token's
- * range; the session still open; policy "map" now, with its mapping
- * quota; the local gpa free.  Every decision is audited and an allow is
- * answered only once its record is durable (a failed record denies).
+ * range; the session still open; policy "map" now, with its gpa ranges
+ * and mapping quota; the local gpa free.  Every decision is audited and
+ * an allow is answered only once its record is durable (a failed record
+ * denies).
  *
  * DomainStarted/DomainStopped come from libvirt's hook (kvmictl hook
  * qemu): they only touch the registry, never libvirt. */
@@ -241,21 +242,22 @@ static void map_durable(void *userdata, int r) {
         Mapping *m = p->mapping;
         bool alive = !m->revoked;
 
+        /* While the mapping is alive its token is MAPPING: revoking either
+         * revokes both (token_revoke, token_revoke_session first).  A
+         * revoked one's token is left as revoked, and may be freed. */
         if (r < 0 || !alive) {
                 if (alive) {
-                        if (m->session)
-                                m->session->n_mappings--;
+                        m->session->n_mappings--;
                         mapping_unlink(h, m);
+                        /* Not recorded, not used: it may be redeemed again. */
+                        token_set_state(s->tokens, p->token, TOKEN_LIVE);
                 }
                 mapping_free(m);
-                if (p->token && p->token->state == TOKEN_MAPPING)
-                        token_set_state(s->tokens, p->token, TOKEN_LIVE);
                 (void) call_reply_error_reason(p->call, r < 0 ? "io.kvmid.AuditFailed" : "io.kvmid.Hypervisor.MapDenied",
                                                r < 0 ? strerror(-r) : "revoked meanwhile");
         } else {
                 m->pending = false;
-                if (p->token->state == TOKEN_MAPPING)
-                        token_set_state(s->tokens, p->token, TOKEN_CONSUMED);
+                token_set_state(s->tokens, p->token, TOKEN_CONSUMED);
                 if (call_is_alive(p->call)) {
                         struct json_object *reply = json_object_new_object();
                         if (reply) {
@@ -321,6 +323,13 @@ static int hypervisor_mem_map(Call *call, struct json_object *parameters, void *
         snprintf(rule, sizeof rule, "%s:%u", dec.file, dec.line);
         if (r == POLICY_DENY)
                 return DENY("policy", rule);
+        /* The token's range was checked at mint; a reload may have narrowed it since. */
+        if (!policy_limits_allow_gpa(&dec.limits, (uint64_t) tgpa & ~(uint64_t) (PAGE_SIZE_BYTES - 1),
+                                     PAGE_SIZE_BYTES)) {
+                snprintf(why, sizeof why, "target gpa 0x%" PRIx64 " is outside the rule's gpa= ranges now",
+                         (uint64_t) tgpa);
+                return DENY(why, rule);
+        }
         if (dec.limits.max_mappings > 0 && tok->session->n_mappings >= dec.limits.max_mappings) {
                 snprintf(why, sizeof why, "the session has its %u mappings (max-mappings)", dec.limits.max_mappings);
                 return DENY(why, rule);
@@ -459,37 +468,49 @@ static int hypervisor_watch_revocations(Call *call, struct json_object *paramete
         return call_reply_more(call, NULL);
 }
 
-void hypervisor_revoke_session(Server *s, Session *ss, const char *reason) {
+/* Tell every VMM watching, then forget the mapping: it is no longer
+ * allowed, whatever the VMM does. */
+static void mapping_revoke(Server *s, Mapping *m, const char *reason) {
         struct Hypervisor *h = s->hypervisor;
 
-        for (Mapping *m = h->mappings, *next; m; m = next) {
-                next = m->next;
-                if (m->session != ss)
+        for (Watcher *w = h->watchers; w; w = w->next) {
+                if (w->introspector && !streq(w->introspector, m->introspector))
                         continue;
-                /* Tell every VMM watching, then forget the mapping: it is no
-                 * longer allowed, whatever the VMM does. */
-                for (Watcher *w = h->watchers; w; w = w->next) {
-                        if (w->introspector && !streq(w->introspector, m->introspector))
-                                continue;
-                        struct json_object *o = json_object_new_object();
-                        if (!o)
-                                continue;
-                        json_object_object_add(o, "introspector", json_object_new_string(m->introspector));
-                        json_object_object_add(o, "local_gpa", json_object_new_uint64(m->local_gpa));
-                        json_object_object_add(o, "target", json_object_new_string(m->target));
-                        json_object_object_add(o, "reason", json_object_new_string(reason));
-                        (void) call_reply_more(w->call, o);
-                }
-                map_audit(s, AUDIT_KIND_TOKEN_REVOKE, m->identity, m->introspector, m->target, m->uuid, m->token_id,
-                          m->target_gpa, m->local_gpa, NULL, reason, NULL, NULL, NULL);
-                mapping_unlink(h, m);
-                m->session = NULL;
-                /* A decision on it is waiting for the disk: its callback frees it. */
-                if (m->pending || m->unmapping)
-                        m->revoked = true;
-                else
-                        mapping_free(m);
+                struct json_object *o = json_object_new_object();
+                if (!o)
+                        continue;
+                json_object_object_add(o, "introspector", json_object_new_string(m->introspector));
+                json_object_object_add(o, "local_gpa", json_object_new_uint64(m->local_gpa));
+                json_object_object_add(o, "target", json_object_new_string(m->target));
+                json_object_object_add(o, "reason", json_object_new_string(reason));
+                (void) call_reply_more(w->call, o);
         }
+        map_audit(s, AUDIT_KIND_TOKEN_REVOKE, m->identity, m->introspector, m->target, m->uuid, m->token_id,
+                  m->target_gpa, m->local_gpa, NULL, reason, NULL, NULL, NULL);
+        mapping_unlink(h, m);
+        m->session->n_mappings--;       /* its quota is free again (a session that goes on) */
+        m->session = NULL;
+        /* A decision on it is waiting for the disk: its callback frees it. */
+        if (m->pending || m->unmapping)
+                m->revoked = true;
+        else
+                mapping_free(m);
+}
+
+void hypervisor_revoke_session(Server *s, Session *ss, const char *reason) {
+        for (Mapping *m = s->hypervisor->mappings, *next; m; m = next) {
+                next = m->next;
+                if (m->session == ss)
+                        mapping_revoke(s, m, reason);
+        }
+}
+
+void hypervisor_revoke_token(Server *s, const char *token_id, const char *reason) {
+        for (Mapping *m = s->hypervisor->mappings; m; m = m->next)
+                if (streq(m->token_id, token_id)) {
+                        mapping_revoke(s, m, reason);
+                        return;         /* a token is redeemed once */
+                }
 }
 
 struct json_object *hypervisor_mappings_json(Server *s) {

@@ -139,7 +139,7 @@ typedef struct SessionConfig {
         unsigned flush_delay_usec;      /* a busy subscriber's deliveries share a write per this */
         unsigned token_timeout_msec;    /* waiting for a free kernel token */
         unsigned token_lifetime_msec;   /* the kernel's expiry */
-        unsigned max_tokens;            /* live per session */
+        unsigned max_tokens;            /* live or requested per session */
 } SessionConfig;
 
 /* [introspector NAME]: an identity that may authenticate. */
@@ -621,9 +621,6 @@ struct Session {
         unsigned n_mappings;            /* recorded, or allowed and waiting for the disk */
         bool open_pending;              /* its session-open record is not durable yet */
         bool ended;                     /* unlinked; freed once open_pending clears */
-        /* token mint rate: a window per the deciding rule's period */
-        uint64_t rate_window_start_usec;
-        unsigned rate_count;
         Session *prev, *next;
 };
 
@@ -688,8 +685,11 @@ TokenTable *token_table_free(TokenTable *t);
 /* O(1), timing-safe: a keyed hash picks the bucket, CRYPTO_memcmp decides. */
 MapToken *token_lookup(TokenTable *t, const uint8_t secret[KVMI_MAP_TOKEN_SIZE]);
 MapToken *token_find_id(TokenTable *t, const char *id);
-/* Revoke every live token of a session (reason audited). */
+/* Revoke every token of a session not yet used (reason audited). */
 void token_revoke_session(TokenTable *t, Session *ss, const char *reason);
+/* Revoke a live, mapping or consumed token (audited); one MemMap redeemed
+ * takes its mapping with it (hypervisor_revoke_token).  Expired or
+ * revoked: nothing to do. */
 void token_revoke(TokenTable *t, MapToken *tok, const char *reason);
 void token_set_state(TokenTable *t, MapToken *tok, MapTokenState state);
 const char *token_state_to_string(MapTokenState st);
@@ -706,6 +706,8 @@ int hypervisor_new(Server *s);
 void hypervisor_free(Server *s);
 /* The session's mappings are revoked: tell the VMM watchers, audited. */
 void hypervisor_revoke_session(Server *s, Session *ss, const char *reason);
+/* The mapping made with token token_id (if any) is revoked, likewise. */
+void hypervisor_revoke_token(Server *s, const char *token_id, const char *reason);
 struct json_object *hypervisor_mappings_json(Server *s);
 
 /* ---- channel.c (tokens) ------------------------------------------------------------- */

@@ -35,12 +35,24 @@ typedef struct TokenRequest {
         struct TokenRequest *next;
 } TokenRequest;
 
+/* rate=: one window per (introspector, target), so that more sessions or
+ * connections get an introspector no more tokens.  A window whose period
+ * has passed counts nothing and is swept. */
+typedef struct RateWindow {
+        char *introspector;
+        uint8_t target_uuid[16];
+        uint64_t start_usec, period_usec; /* CLOCK_MONOTONIC */
+        unsigned count;
+        struct RateWindow *next;
+} RateWindow;
+
 struct TokenTable {
         Server *server;
         uint8_t index_key[32];          /* keys the bucket hash: a peer cannot aim at buckets */
         MapToken *buckets[TOKEN_BUCKETS];
         MapToken *all;
         TokenRequest *queue;            /* FIFO, all targets; per target in order */
+        RateWindow *rates;
         struct event *ev_retry, *ev_sweep;
 };
 
@@ -137,10 +149,16 @@ void token_set_state(TokenTable *t, MapToken *tok, MapTokenState state) {
 }
 
 void token_revoke(TokenTable *t, MapToken *tok, const char *reason) {
-        if (tok->state != TOKEN_LIVE)
+        bool redeemed = tok->state == TOKEN_MAPPING || tok->state == TOKEN_CONSUMED;
+
+        if (tok->state != TOKEN_LIVE && !redeemed)
                 return;
         token_set_state(t, tok, TOKEN_REVOKED);
         token_audit(t, AUDIT_KIND_TOKEN_REVOKE, tok, reason);
+        /* What MemMap allowed with it goes too; a MemMap still waiting for
+         * its record then finds it revoked and denies. */
+        if (redeemed)
+                hypervisor_revoke_token(t->server, tok->id, reason);
 }
 
 static void request_free(TokenRequest *q) {
@@ -181,6 +199,48 @@ static void request_fail(TokenTable *t, TokenRequest *q, const char *reason, con
         else
                 json_object_put(params);
         request_free(q);
+}
+
+static RateWindow *rate_window_free(RateWindow *w) {
+        if (w)
+                free(w->introspector);
+        free(w);
+        return NULL;
+}
+
+/* The introspector's window on target, restarted if its period is over;
+ * NULL when out of memory. */
+static RateWindow *rate_window(TokenTable *t, const char *introspector, const Domain *target, uint64_t period_usec,
+                               uint64_t now) {
+        RateWindow *w;
+
+        for (w = t->rates; w; w = w->next)
+                if (streq(w->introspector, introspector) && memcmp(w->target_uuid, target->uuid, 16) == 0)
+                        break;
+        if (!w) {
+                w = calloc(1, sizeof *w);
+                if (!w || !(w->introspector = strdup(introspector)))
+                        return rate_window_free(w);
+                memcpy(w->target_uuid, target->uuid, 16);
+                w->next = t->rates;
+                t->rates = w;
+        } else if (now - w->start_usec < w->period_usec && w->period_usec == period_usec)
+                return w;
+        w->start_usec = now;
+        w->period_usec = period_usec;
+        w->count = 0;
+        return w;
+}
+
+static void rate_sweep(TokenTable *t, uint64_t now) {
+        for (RateWindow **p = &t->rates; *p;) {
+                RateWindow *w = *p;
+                if (now - w->start_usec >= w->period_usec) {
+                        *p = w->next;
+                        rate_window_free(w);
+                } else
+                        p = &w->next;
+        }
 }
 
 static void queue_kick(TokenTable *t);
@@ -360,6 +420,7 @@ static void token_on_sweep(evutil_socket_t fd, short what, void *userdata) {
         uint64_t now = now_usec(CLOCK_REALTIME);
         struct timeval tv = { .tv_usec = TOKEN_SWEEP_MSEC * 1000 };
 
+        rate_sweep(t, now_usec(CLOCK_MONOTONIC));
         for (MapToken *tok = t->all, *next; tok; tok = next) {
                 next = tok->next;
                 if (tok->state == TOKEN_LIVE && now >= tok->expires_usec) {
@@ -397,9 +458,11 @@ void token_target_gone(TokenTable *t, Domain *d) {
                 }
                 request_fail(t, q, "target's KVMI channel closed", "io.kvmid.Introspector.TargetUnavailable", p);
         }
+        /* A consumed token's mapping ends with its session (session_end_target). */
         for (MapToken *tok = t->all; tok; tok = tok->next)
                 if (tok->target == d) {
-                        token_revoke(t, tok, "target's KVMI channel closed: the kernel dropped its tokens");
+                        if (tok->state != TOKEN_CONSUMED)
+                                token_revoke(t, tok, "target's KVMI channel closed: the kernel dropped its tokens");
                         tok->target = NULL;
                 }
 }
@@ -421,9 +484,12 @@ void token_revoke_session(TokenTable *t, Session *ss, const char *reason) {
                 }
                 request_fail(t, q, reason, "io.kvmid.Introspector.SessionEnded", p);
         }
+        /* A consumed token stays listed as used: hypervisor_revoke_session()
+         * takes its mapping. */
         for (MapToken *tok = t->all; tok; tok = tok->next)
                 if (tok->session == ss) {
-                        token_revoke(t, tok, reason);
+                        if (tok->state != TOKEN_CONSUMED)
+                                token_revoke(t, tok, reason);
                         tok->session = NULL;
                 }
 }
@@ -456,6 +522,11 @@ TokenTable *token_table_free(TokenTable *t) {
         }
         while (t->all)
                 token_free(t, t->all);
+        while (t->rates) {
+                RateWindow *w = t->rates;
+                t->rates = w->next;
+                rate_window_free(w);
+        }
         if (t->ev_retry)
                 event_free(t->ev_retry);
         if (t->ev_sweep)
@@ -504,7 +575,8 @@ int token_method_get(Call *call, struct json_object *parameters, void *userdata)
         Session *ss = session_of_call(call, parameters);
         int64_t gpa = json_object_get_int64(json_object_object_get(parameters, "gpa"));
         int64_t size = json_object_get_int64(json_object_object_get(parameters, "size"));
-        uint64_t now = now_usec(CLOCK_REALTIME);
+        RateWindow *rate = NULL;
+        unsigned queued = 0;
         PolicyDecision dec;
         TokenRequest *q;
         int r;
@@ -550,18 +622,23 @@ int token_method_get(Call *call, struct json_object *parameters, void *userdata)
                 return 0;
         }
         if (dec.limits.rate_count > 0) {
-                uint64_t period = dec.limits.rate_period_sec * 1000000ULL;
-                if (now - ss->rate_window_start_usec >= period) {
-                        ss->rate_window_start_usec = now;
-                        ss->rate_count = 0;
+                rate = rate_window(t, ss->introspector, ss->target, dec.limits.rate_period_sec * 1000000ULL,
+                                   now_usec(CLOCK_MONOTONIC));
+                if (!rate) {
+                        request_free(q);
+                        return -ENOMEM;
                 }
-                if (ss->rate_count >= dec.limits.rate_count) {
+                if (rate->count >= dec.limits.rate_count) {
                         request_fail(t, q, "token rate of the rule exceeded", "io.kvmid.Introspector.LimitExceeded",
                                      limit_params("rate", dec.limits.rate_count));
                         return 0;
                 }
         }
-        if (ss->n_tokens >= s->config->session.max_tokens) {
+        /* Requests still waiting for the kernel become live tokens too:
+         * pipelined calls must not slip past the limit together. */
+        for (const TokenRequest *x = t->queue; x; x = x->next)
+                queued += x->session == ss;
+        if (ss->n_tokens + queued >= s->config->session.max_tokens) {
                 request_fail(t, q, "too many live tokens in this session", "io.kvmid.Introspector.LimitExceeded",
                              limit_params("max-tokens", s->config->session.max_tokens));
                 return 0;
@@ -575,7 +652,8 @@ int token_method_get(Call *call, struct json_object *parameters, void *userdata)
                 request_fail(t, q, "target has no GET_MAP_TOKEN", "io.kvmid.Introspector.TargetUnavailable", p);
                 return 0;
         }
-        ss->rate_count++;
+        if (rate)
+                rate->count++;
         q->deadline_usec = now_usec(CLOCK_MONOTONIC) + s->config->session.token_timeout_msec * 1000ULL;
         TokenRequest **tail = &t->queue;
         while (*tail)

@@ -7,6 +7,7 @@ each checked in the reply and in the audit record."""
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +44,7 @@ allow introspector=forensics target=web2 perm=attach,events
 allow introspector=other target=web1 perm=attach,map gpa=0x0-0xfffff rate=2/s
 allow introspector=slow target=web* perm=attach,events
 default deny
+allow introspector=piper target=web2 perm=attach,map
 """
 pol = os.path.join(work, "policy")
 with open(pol, "w") as f:
@@ -55,6 +57,7 @@ vsock-port = 17771
 token-lifetime = 800
 token-timeout = 700
 subscriber-queue-events = 16
+max-tokens = 10
 [introspector forensics]
 key-file = %s
 domain = vm-a
@@ -72,7 +75,11 @@ uid = 4242
 [introspector vmonly]
 key-file = %s
 domain = vm-a
-""" % (pol, key("forensics"), UID, key("other"), UID, key("slow"), UID, key("elsewhere"), key("vmonly"))
+[introspector piper]
+key-file = %s
+uid = %d
+""" % (pol, key("forensics"), UID, key("other"), UID, key("slow"), UID, key("elsewhere"), key("vmonly"), key("piper"),
+       UID)
 for n in ("web1", "web2", "db1"):
     conf += "[domain %s]\nuuid = %s\ncookie = none\n" % (n, U[n])
 for n in ("vm-a", "vm-b"):
@@ -165,6 +172,32 @@ def read_pretty(proc, until, timeout=10):
     return values, buf
 
 
+def tokens():
+    return json.loads(d.kvmictl("--json=short", "tokens")[1])["tokens"]
+
+
+def token_state(token_id):
+    return [x["state"] for x in tokens() if x["token_id"] == token_id]
+
+
+def slow_sync(pid, usec):
+    """strace attached to every thread of pid, each fdatasync delayed by
+    usec, so an allow's record stays on its way that long; None if strace
+    cannot attach."""
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=fdatasync",
+                          "-e", "inject=fdatasync:delay_enter=%d" % usec, "-p", str(pid)], stderr=subprocess.DEVNULL)
+
+    def attached():
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                if "TracerPid:\t%d\n" % p.pid not in f.read():
+                    return False
+        return True
+    if p.poll() is None and wait_for(attached, 5):
+        return p
+    p.terminate()
+    p.wait()
+    return None
 
 
 try:
@@ -173,9 +206,10 @@ try:
 
     # ---- authentication denies ----
     v = intro()
+    s0 = last_seq()
     t.eq(err(v.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})), "org.varlink.service.PermissionDenied",
          "unauthenticated: nothing but Hello/Authenticate")
-    s0 = last_seq()
+    t.eq(last_seq(), s0, "refused before Authenticate: no audit record (kvmid-audit(5): refused before a decision)")
     t.eq(err(auth(v, "forensics", b"\0" * 32)), "io.kvmid.Introspector.AuthenticationFailed", "wrong key")
     n = hello(v)
     p = auth_proof(KEYS["forensics"], n, "forensics")
@@ -230,6 +264,21 @@ try:
     o = login("other")
     t.eq(err(o.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0, "size": 4096})),
          "io.kvmid.Introspector.NoSuchSession", "another introspector cannot use the session")
+
+    # A failed Authenticate uses its nonce up: the right proof for it is refused after.
+    nv = intro()
+    n = hello(nv)
+    s0 = last_seq()
+    t.eq(err(nv.call("io.kvmid.Introspector.Authenticate", {"name": "other", "proof": auth_proof(b"\1" * 32, n, "other")})),
+         "io.kvmid.Introspector.AuthenticationFailed", "nonce reuse: a wrong proof first")
+    t.eq(err(nv.call("io.kvmid.Introspector.Authenticate", {"name": "other", "proof": auth_proof(KEYS["other"], n, "other")})),
+         "io.kvmid.Introspector.AuthenticationFailed", "nonce reuse: then the right proof with the same nonce: refused")
+    t.eq(err(nv.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})), "org.varlink.service.PermissionDenied",
+         "nonce reuse: the connection stays unauthenticated")
+    fails = audit("auth-fail", s0)
+    t.ok(len(fails) == 2 and not audit("auth-ok", s0) and all(r["subject"]["introspector"] == "other" for r in fails),
+         "nonce reuse: both attempts audited as auth-fail", json.dumps(fails))
+    nv.close()
 
     # ---- subscribe and fan-out to two subscribers ----
     subs = []
@@ -303,22 +352,40 @@ try:
         return h.call("io.kvmid.Hypervisor.MemMap", {"introspector": vm, "token": token, "target_gpa": tgpa,
                                                      "local_gpa": lgpa})
 
-    def denied(r, word, desc):
-        s = last_seq()
-        ok = err(r) == "io.kvmid.Hypervisor.MapDenied" and word in r["parameters"]["reason"]
-        t.ok(ok, desc, json.dumps(r))
+    def revocation(local_gpa):
+        """The next WatchRevocations notice for local_gpa (others skipped), or None."""
+        watch.sock.settimeout(5)
+        try:
+            while True:
+                rv = watch.recv()
+                if rv is None or rv["parameters"]["local_gpa"] == local_gpa:
+                    return rv
+        except (socket.timeout, TimeoutError):
+            return None
+        finally:
+            watch.sock.settimeout(10)
 
-    r = mem_map("vm-b", tok["token"], 0x1000, 0x10000)
-    denied(r, "not bound to VM", "token of another introspector: denied")
+    def denied(args, word, desc, token_id):
+        """MemMap(*args) is denied for word, and its map-deny record says so."""
+        s = last_seq()
+        r = mem_map(*args)
+        t.ok(err(r) == "io.kvmid.Hypervisor.MapDenied" and word in r["parameters"]["reason"], desc, json.dumps(r))
+        md = audit("map-deny", s)
+        t.ok(len(md) == 1 and word in md[0]["reason"] and md[0]["data"].get("token_id") == token_id
+             and md[0]["data"]["introspector_vm"] == args[0], desc + ": map-deny audited with the reason and token",
+             json.dumps(md))
+        return md[0] if md else {}
+
+    denied(("vm-b", tok["token"], 0x1000, 0x10000), "not bound to VM", "token of another introspector: denied",
+           tok["token_id"])
     md = audit("map-deny")[-1]
     t.ok(md["subject"]["introspector"] == "forensics" and md["data"]["introspector_vm"] == "vm-b"
          and md["data"]["token_id"] == tok["token_id"], "map-deny audited with who and which token")
-    r = mem_map("vm-a", tok["token"], 0x5000, 0x10000)
-    denied(r, "outside token", "target gpa outside the token's range: denied")
-    r = mem_map("vm-a", "00" * 32, 0x1000, 0x10000)
-    denied(r, "unknown token", "unknown token: denied")
-    r = mem_map("nosuch", tok["token"], 0x1000, 0x10000)
-    denied(r, "no such introspector VM", "unknown introspector VM: denied")
+    denied(("vm-a", tok["token"], 0x5000, 0x10000), "outside token", "target gpa outside the token's range: denied",
+           tok["token_id"])
+    denied(("vm-a", "00" * 32, 0x1000, 0x10000), "unknown token", "unknown token: denied", None)
+    denied(("nosuch", tok["token"], 0x1000, 0x10000), "no such introspector VM", "unknown introspector VM: denied",
+           tok["token_id"])
     r = mem_map("vm-a", tok["token"], 0x2000, 0x10000)
     t.ok("error" not in r and r["parameters"] == {"target": "web1", "uuid": U["web1"], "token_id": tok["token_id"]},
          "MemMap allowed", json.dumps(r))
@@ -328,29 +395,37 @@ try:
     t.eq(explained("forensics", "web1", "map"), ("allow", ma[0]["rule"]),
          "policy explain --perm map names the rule of the real map allow")
     t.eq(explained("forensics", "web1", "map"), ("allow", mint[-1]["rule"]), "and of the token mint")
-    r = mem_map("vm-a", tok["token"], 0x2000, 0x11000)
-    denied(r, "consumed", "the same token again: consumed")
-    t.ok("consumed" in json.loads(d.kvmictl("--json=short", "tokens")[1])["tokens"][0]["state"]
-         or True, "token listed as consumed")
+    denied(("vm-a", tok["token"], 0x2000, 0x11000), "consumed", "the same token again: consumed", tok["token_id"])
+    t.eq(token_state(tok["token_id"]), ["consumed"], "token listed as consumed")
     # expired
     tok2 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
     time.sleep(1.5)
-    r = mem_map("vm-a", tok2["token"], 0x1000, 0x12000)
-    denied(r, "expired", "an expired token: denied")
+    denied(("vm-a", tok2["token"], 0x1000, 0x12000), "expired", "an expired token: denied", tok2["token_id"])
     t.ok(any(x["data"]["token_id"] == tok2["token_id"] for x in audit("token-expire")), "token-expire audited")
     # revoked
     tok3 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
     t.ok("error" not in a.call("io.kvmid.Introspector.RevokeToken", {"session": sid, "token_id": tok3["token_id"]}),
          "RevokeToken")
-    r = mem_map("vm-a", tok3["token"], 0x1000, 0x12000)
-    denied(r, "revoked", "a revoked token: denied")
+    denied(("vm-a", tok3["token"], 0x1000, 0x12000), "revoked", "a revoked token: denied", tok3["token_id"])
     t.ok(audit("token-revoke")[-1]["data"]["token_id"] == tok3["token_id"], "token-revoke audited")
+    # a reload narrows the rule's gpa=: a live token may not map what it no longer allows
+    tok6 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
+    with open(pol, "w") as f:
+        f.write(POLICY.replace("gpa=0x0-0xfffff rate=20/s", "gpa=0x0-0xfff rate=20/s"))
+    t.eq(d.kvmictl("policy", "reload")[0], 0, "policy reloaded: forensics' gpa= on web1 narrowed to the first page")
+    md = denied(("vm-a", tok6["token"], 0x1000, 0x12000), "gpa=",
+                "a token minted before the reload, for a page gpa= no longer allows: denied", tok6["token_id"])
+    t.eq(md.get("rule"), pol + ":2", "the map-deny names the rule whose gpa= decided")
+    if not md:          # allowed after all: undo it, so the quota checks below still hold
+        h.call("io.kvmid.Hypervisor.MemUnmap", {"introspector": "vm-a", "local_gpa": 0x12000})
+    with open(pol, "w") as f:
+        f.write(POLICY)
+    t.eq(d.kvmictl("policy", "reload")[0], 0, "policy restored")
     # quota: max-mappings=2
     tok4 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
     t.ok("error" not in mem_map("vm-a", tok4["token"], 0x1000, 0x13000), "second mapping allowed")
     tok5 = a.call("io.kvmid.Introspector.GetMapToken", {"session": sid, "gpa": 0x1000, "size": 0x1000})["parameters"]
-    r = mem_map("vm-a", tok5["token"], 0x1000, 0x14000)
-    denied(r, "max-mappings", "third mapping: quota exceeded")
+    denied(("vm-a", tok5["token"], 0x1000, 0x14000), "max-mappings", "third mapping: quota exceeded", tok5["token_id"])
     # unmap
     r = h.call("io.kvmid.Hypervisor.MemUnmap", {"introspector": "vm-a", "local_gpa": 0x99000})
     t.ok(err(r) == "io.kvmid.Hypervisor.UnmapDenied" and audit("unmap-deny"), "unknown unmap: denied and audited")
@@ -374,13 +449,37 @@ try:
     t.ok(err(r) == "io.kvmid.Introspector.TokenTimeout" and r["parameters"]["timeout_ms"] == 700,
          "no token frees up within token-timeout: TokenTimeout", json.dumps(r))
     t.ok("timeout" in audit("token-deny")[-1]["reason"], "the timeout is audited")
-    # ---- rate limit (other's rule: rate=2/s) ----
+    # ---- rate limit (other's rule: rate=2/s), per introspector and target ----
     time.sleep(3.2)
-    rs = [o.call("io.kvmid.Introspector.GetMapToken", {"session": ot, "gpa": 0, "size": 4096}) for _ in range(3)]
-    t.ok([err(x) for x in rs] == [None, None, "io.kvmid.Introspector.LimitExceeded"]
-         and rs[2]["parameters"] == {"limit": "rate", "max": 2}, "token rate limit of the rule (rate=2/s)",
+    o2 = login("other")
+    ot2 = o2.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})["parameters"]["session"]
+    rs = [x.call("io.kvmid.Introspector.GetMapToken", {"session": y, "gpa": 0, "size": 4096})
+          for x, y in ((o, ot), (o2, ot2), (o2, ot2), (o, ot))]
+    t.ok([err(x) for x in rs] == [None, None, "io.kvmid.Introspector.LimitExceeded", "io.kvmid.Introspector.LimitExceeded"]
+         and rs[2]["parameters"] == {"limit": "rate", "max": 2},
+         "token rate limit of the rule (rate=2/s): two sessions of one introspector on one target share it",
          json.dumps(rs))
     t.ok("rate" in audit("token-deny")[-1]["reason"], "rate denial audited")
+    o2.call("io.kvmid.Introspector.CloseSession", {"session": ot2})
+    o2.close()
+
+    # ---- max-tokens = 10 counts requests still waiting for the kernel ----
+    pc = [login("piper") for _ in range(12)]
+    ps = pc[0].call("io.kvmid.Introspector.OpenSession", {"target": "web2"})["parameters"]["session"]
+    s0 = last_seq()
+    for x in pc:        # one call in flight per connection: twelve at once
+        x.send("io.kvmid.Introspector.GetMapToken", {"session": ps, "gpa": 0, "size": 4096})
+    rs = [x.recv() for x in pc]
+    over = [x for x in rs if err(x) == "io.kvmid.Introspector.LimitExceeded"]
+    t.ok(len(over) == 2 and all(x["parameters"] == {"limit": "max-tokens", "max": 10} for x in over)
+         and sum("error" not in x for x in rs) == 8,
+         "12 GetMapToken at once under max-tokens=10: 8 minted (the kernel's maximum), 2 wait, 2 over the limit",
+         json.dumps([err(x) for x in rs]))
+    td = [x for x in audit("token-deny", s0) if "too many" in x["reason"]]
+    t.eq(len(td), 2, "the 2 max-tokens denials audited")
+    pc[0].call("io.kvmid.Introspector.CloseSession", {"session": ps})
+    for x in pc:
+        x.close()
 
     # ---- max-mappings=2 under concurrency: 4 MemMaps in flight at once ----
     q = login("forensics")
@@ -409,6 +508,61 @@ try:
         h.call("io.kvmid.Hypervisor.MemUnmap", {"introspector": "vm-a", "local_gpa": 0x40000 + i * 0x1000})
     for hv in hs:
         hv.close()
+
+    # ---- an operator revokes a used token: its mapping goes, the VMM is told ----
+    time.sleep(3.2)     # the kernel's token slots of web1 are free again
+    s0 = last_seq()
+    r = q.call("io.kvmid.Introspector.GetMapToken", {"session": qs, "gpa": 0x1000, "size": 0x1000})
+    ut = r["parameters"]
+    t.ok("error" not in r and "error" not in mem_map("vm-a", ut["token"], 0x1000, 0x48000), "a mapping made with a token",
+         json.dumps(r))
+    rc, out, e2 = d.kvmictl("revoke", "token", ut["token_id"])
+    t.eq((rc, token_state(ut["token_id"])), (0, ["revoked"]), "kvmictl revoke token: a consumed token is revoked")
+    rv = revocation(0x48000)
+    t.ok(rv and rv["parameters"]["introspector"] == "vm-a" and rv["parameters"]["reason"] == "revoked by an operator",
+         "WatchRevocations: the VMM learns the mapping of the revoked token", json.dumps(rv))
+    tr = [x for x in audit("token-revoke", s0) if x["data"]["token_id"] == ut["token_id"]]
+    t.ok(len(tr) == 2 and tr[0]["data"].get("size") == 0x1000 and tr[1]["data"].get("local_gpa") == 0x48000
+         and all(x["reason"] == "revoked by an operator" for x in tr),
+         "token-revoke audited for the token and for its mapping", json.dumps(tr))
+    mine = [x for x in json.loads(d.kvmictl("--json=short", "call", "io.kvmid.Admin.ListSessions")[1])["sessions"]
+            if x["session"] == qs]
+    t.ok(not any(x["token_id"] == ut["token_id"] for x in json.loads(d.kvmictl("--json=short", "mappings")[1])["mappings"])
+         and mine and mine[0]["mappings"] == 0, "the mapping is forgotten and off the session's quota", json.dumps(mine))
+    t.eq(d.kvmictl("revoke", "token", ut["token_id"])[0], 4, "revoking it again: not found, exit 4")
+
+    # ---- a session revoked while a MemMap waits for its record ----
+    if not shutil.which("strace"):
+        t.skip("revoked while mapping", "strace not found (apt-get install -y strace)")
+    else:
+        mt = q.call("io.kvmid.Introspector.GetMapToken", {"session": qs, "gpa": 0x1000, "size": 0x1000})["parameters"]
+        tracer = slow_sync(d.proc.pid, 1500000)
+        if not tracer:
+            t.skip("revoked while mapping", "strace cannot attach to kvmid (ptrace not permitted)")
+        else:
+            s0 = last_seq()
+            hm = Varlink(d.socket("hypervisor"))
+            hm.send("io.kvmid.Hypervisor.MemMap", {"introspector": "vm-a", "token": mt["token"], "target_gpa": 0x1000,
+                                                   "local_gpa": 0x49000})
+            waiting = wait_for(lambda: token_state(mt["token_id"]) == ["mapping"], 5)
+            rc = d.kvmictl("revoke", "session", qs)[0]
+            r = hm.recv()
+            tracer.terminate()
+            tracer.wait()
+            hm.close()
+            t.ok(waiting and rc == 0 and err(r) == "io.kvmid.Hypervisor.MapDenied"
+                 and r["parameters"]["reason"] == "revoked meanwhile",
+                 "the MemMap waiting for its record is denied once the session is revoked", json.dumps(r))
+            t.eq(token_state(mt["token_id"]), ["revoked"], "its token ends revoked, not live again")
+            time.sleep(1.2)     # past token-lifetime: a token made live again would expire now
+            t.eq(token_state(mt["token_id"]), ["revoked"], "and stays revoked")
+            tr = [x for x in audit("token-revoke", s0) if x["data"]["token_id"] == mt["token_id"]]
+            t.ok(any(x["data"].get("size") == 0x1000 and x["reason"] == "revoked by an operator" for x in tr)
+                 and not [x for x in audit("token-expire", s0) if x["data"]["token_id"] == mt["token_id"]],
+                 "token-revoke audited for it, no token-expire", json.dumps(tr))
+            t.ok(revocation(0x49000), "WatchRevocations: told of the pending mapping")
+        q = login("forensics")
+        qs = q.call("io.kvmid.Introspector.OpenSession", {"target": "web1"})["parameters"]["session"]
 
     # ---- unsubscribe: the subscriber goes away; its session is closed ----
     s0 = last_seq()
