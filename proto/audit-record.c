@@ -850,8 +850,13 @@ static int check_fields(struct json_object *root, AuditRecord *rec, AuditError *
                 if (v && !json_object_is_type(v, json_type_string))
                         return set_error(error, AUDIT_BREAK_BAD_FIELD, "\"%s\" is neither a string nor null", k);
         }
-        if (!json_object_is_type(json_object_object_get(root, "data"), json_type_object))
+        v = json_object_object_get(root, "data");
+        if (!json_object_is_type(v, json_type_object))
                 return set_error(error, AUDIT_BREAK_BAD_FIELD, "\"data\" is not an object");
+        /* The builder's rule, so a record it could not have written is refused. */
+        if (check_data(v, 1) < 0)
+                return set_error(error, AUDIT_BREAK_BAD_FIELD,
+                                 "a key in \"data\" is not 1 to 64 characters from [A-Za-z0-9_-]");
         r = get_hex_member(root, "prev", rec->prev, error);
         if (r < 0)
                 return r;

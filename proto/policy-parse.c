@@ -217,14 +217,30 @@ static int odd_space(const char *s, size_t n) {
         return -1;
 }
 
-static int odd_space_error(Parser *p, size_t i, int k) {
+static int odd_space_error(Parser *p, unsigned col, int k) {
         uint32_t code = odd_spaces[k].code;
 
-        if (code == 0xfeff && p->line == 1 && i == 0)
+        if (code == 0xfeff && p->line == 1 && col == 1)
                 return parser_error(p, -EINVAL, 1, "byte order mark U+FEFF at the start of the file; "
                                     "save it as UTF-8 without a BOM");
-        return parser_error(p, -EINVAL, (unsigned) i + 1, "%s U+%04" PRIX32 "; %s", odd_spaces[k].name, code,
+        return parser_error(p, -EINVAL, col, "%s U+%04" PRIX32 "; %s", odd_spaces[k].name, code,
                             code == 0x200b || code == 0xfeff ? "remove it" : "use an ASCII space");
+}
+
+/* An odd space that ends with the word's last content byte.  Checked on the
+ * content rather than the line, so that quotes cannot split one into
+ * bytes that pass one by one: a"\xe2""\x80\x8b" is a, U+200B. */
+static int check_odd_space(Parser *p, const Word *w) {
+        size_t have = p->buf_len - w->off;
+
+        for (size_t n = 2; n <= 3 && n <= have; n++) {
+                size_t at = p->buf_len - n;
+                int k = odd_space(p->buf + at, n);
+
+                if (k >= 0)
+                        return odd_space_error(p, p->cols[at], k);
+        }
+        return 0;
 }
 
 static int lex_line(Parser *p, const char *line, size_t len) {
@@ -263,16 +279,16 @@ static int lex_line(Parser *p, const char *line, size_t len) {
                         /* a tab only gets here inside quotes, where it is a blank like a space */
                         if ((c < 0x20 && c != '\t') || c == 0x7f)
                                 return parser_error(p, -EINVAL, (unsigned) i + 1, "control character 0x%02x", c);
-                        if (c >= 0x80) {
-                                int k = odd_space(line + i, len - i);
-
-                                if (k >= 0)
-                                        return odd_space_error(p, i, k);
-                        }
                         if (in_quote && c == '\\' && i + 1 < len && (line[i + 1] == '"' || line[i + 1] == '\\'))
                                 i++;
                         p->cols[p->buf_len] = (unsigned) i + 1;
                         p->buf[p->buf_len++] = line[i++];
+                        if (c >= 0x80) {
+                                int r = check_odd_space(p, w);
+
+                                if (r < 0)
+                                        return r;
+                        }
                 }
                 if (in_quote)
                         return parser_error(p, -EINVAL, quote_col, "unterminated quote");

@@ -542,6 +542,12 @@ static int add_empty_object(struct json_object *msg, const char *key, struct jso
         return 0;
 }
 
+/* A "\u0000" escape decodes to a NUL that would cut the C string short:
+ * "a.b.C\u0000junk" must not pass as the valid name "a.b.C". */
+static bool string_has_no_nul(struct json_object *s) {
+        return (size_t) json_object_get_string_len(s) == strlen(json_object_get_string(s));
+}
+
 /* The one failure with an out-param: it says which key to blame (or NULL). */
 static int bad_field(const char **ret_bad_field, const char *key) {
         if (ret_bad_field)
@@ -564,7 +570,7 @@ int varlink_call_from_json(struct json_object *msg, VarlinkCall *ret, const char
                 unsigned flag;
 
                 if (streq(key, "method")) {
-                        if (!json_object_is_type(value, json_type_string))
+                        if (!json_object_is_type(value, json_type_string) || !string_has_no_nul(value))
                                 return bad_field(ret_bad_field, key);
                         method = json_object_get_string(value);
                         continue;
@@ -636,7 +642,7 @@ int varlink_reply_from_json(struct json_object *msg, VarlinkReply *ret) {
                 parameters = v;
         }
         if (json_object_object_get_ex(msg, "error", &v) && v) {
-                if (!json_object_is_type(v, json_type_string))
+                if (!json_object_is_type(v, json_type_string) || !string_has_no_nul(v))
                         return -EBADMSG;
                 error = json_object_get_string(v);
         }

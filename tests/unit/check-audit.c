@@ -555,6 +555,20 @@ START_TEST(test_parse_errors) {
                 free(m);
         }
 
+        /* data keys the builder refuses, even with a matching hash (fuzz-audit) */
+        static const char *const bad_keys[] = { "\"a.b\"", "\"\"", "\"caf\xc3\xa9\"", "\"x y\"" };
+        for (size_t i = 0; i < ELEMENTSOF(bad_keys); i++) {
+                char *data = NULL;
+
+                ck_assert_int_ge(asprintf(&data, "\"data\":{\"n\":[{%s:1}]}", bad_keys[i]), 0);
+                m = edit_rehash(v[1], "\"data\":{}", data);
+                memset(&e, 0, sizeof e);
+                ck_assert_int_eq(audit_record_parse(m, strlen(m), &rec, &e), -EBADMSG);
+                ck_assert_msg(e.kind == AUDIT_BREAK_BAD_FIELD, "key %s: %s", bad_keys[i], e.message);
+                free(m);
+                free(data);
+        }
+
         /* seq 1 with a prev, or a later seq without: both impossible */
         m = edit_rehash(v[0], "\"prev\":\"0", "\"prev\":\"1");
         ck_assert_int_eq(audit_record_parse(m, strlen(m), &rec, &e), -EBADMSG);

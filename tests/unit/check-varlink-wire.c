@@ -667,6 +667,9 @@ START_TEST(call_errors) {
         call_bad("{\"method\":\"org.example.Foo\",\"more\":\"yes\"}", "more");
         call_bad("{\"method\":\"org.example.Foo\",\"oneway\":1}", "oneway");
         call_bad("{\"method\":\"org.example.Foo\",\"upgrade\":null}", "upgrade");
+        /* An escaped NUL would leave the valid prefix as the method (fuzz-varlink-wire). */
+        call_bad("{\"method\":\"org.example.Foo\\u0000Bar\"}", "method");
+        call_bad("{\"method\":\"org.example.Foo\\u0000\"}", "method");
 
         /* Not an object at all: nobody to blame. */
         {
@@ -866,6 +869,9 @@ START_TEST(reply_from_json) {
         ck_assert_int_eq(varlink_reply_from_json(msg, &reply), -EBADMSG);
         json_object_put(msg);
         msg = parse_ok("{\"continues\":\"yes\"}");
+        ck_assert_int_eq(varlink_reply_from_json(msg, &reply), -EBADMSG);
+        json_object_put(msg);
+        msg = parse_ok("{\"error\":\"org.example.Failed\\u0000x\"}");
         ck_assert_int_eq(varlink_reply_from_json(msg, &reply), -EBADMSG);
         json_object_put(msg);
         ck_assert_int_eq(varlink_reply_from_json(NULL, &reply), -EBADMSG);
