@@ -18,22 +18,6 @@
 #define NAMES_MAX 12
 #define NAME_MAX_LEN 300
 
-/* An error points into the text or just past the end of its line. */
-static bool position_valid(const char *text, unsigned line, unsigned col) {
-        const char *s = text;
-
-        if (line < 1 || col < 1)
-                return false;
-        for (unsigned l = 1; l < line; l++) {
-                s = strchr(s, '\n');
-                if (!s)
-                        return false;
-                s++;
-        }
-        /* a line too long is reported at POLICY_LINE_MAX + 1 */
-        return col <= MAX(strcspn(s, "\n"), (size_t) POLICY_LINE_MAX) + 1;
-}
-
 /* Candidate names: the text's words, split at blanks, '=', ',', ':' and
  * quotes, so the rules' own patterns and names come back as requests. */
 static size_t collect_names(const char *text, char names[NAMES_MAX][NAME_MAX_LEN + 1]) {
@@ -112,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (r != -ENOMEM) {
                         FUZZ_CHECK(error);
                         FUZZ_CHECK(sscanf(error, FILENAME ":%u:%u: ", &line, &col) == 2);
-                        FUZZ_CHECK(position_valid(text, line, col));
+                        FUZZ_CHECK(fuzz_position_valid(text, line, col, POLICY_LINE_MAX));
                 }
                 return 0;
         }

@@ -170,21 +170,6 @@ static struct json_object *parse_json(const uint8_t *data, size_t size) {
         return o;
 }
 
-/* An error points into the text or just past its end (1-based, bytes). */
-static bool position_valid(const char *text, unsigned line, unsigned col) {
-        const char *s = text;
-
-        if (line < 1 || col < 1)
-                return false;
-        for (unsigned l = 1; l < line; l++) {
-                s = strchr(s, '\n');
-                if (!s)
-                        return false;
-                s++;
-        }
-        return col <= strcspn(s, "\n") + 1;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_json_ struct json_object *value = NULL;
         _cleanup_free_ char *text = NULL, *error = NULL;
@@ -206,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (r == -EINVAL) {
                         FUZZ_CHECK(error);
                         FUZZ_CHECK(sscanf(error, FILENAME ":%u:%u: ", &line, &col) == 2);
-                        FUZZ_CHECK(position_valid(text, line, col));
+                        FUZZ_CHECK(fuzz_position_valid(text, line, col, 0));
                 }
                 return 0;
         }

@@ -5,10 +5,12 @@
  * (driven by libFuzzer, or by fuzz-main.c in make check) and a check that
  * stays on under NDEBUG, since the harness's oracles are the point. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,3 +21,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
                         abort();                                                                \
                 }                                                                               \
         } while (0)
+
+/* An error's 1-based line:col points into the text, just past the end of
+ * its line, or at min_line_len + 1 (where a parser reports a line that is
+ * too long). */
+static inline bool fuzz_position_valid(const char *text, unsigned line, unsigned col, size_t min_line_len) {
+        const char *s = text;
+        size_t len;
+
+        if (line < 1 || col < 1)
+                return false;
+        for (unsigned l = 1; l < line; l++) {
+                s = strchr(s, '\n');
+                if (!s)
+                        return false;
+                s++;
+        }
+        len = strcspn(s, "\n");
+        return col <= (len > min_line_len ? len : min_line_len) + 1;
+}

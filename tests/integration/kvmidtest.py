@@ -319,3 +319,14 @@ class Sim:
             self.proc.wait()
         self.sock.close()
         self.err.close()
+
+
+def finish(proc, timeout):
+    """(exit code, or None if it was still running after timeout; stderr)."""
+    try:
+        proc.wait(timeout)
+    except Exception:
+        proc.kill()
+        proc.wait()
+        return None, proc.stderr.read().decode()
+    return proc.returncode, proc.stderr.read().decode()

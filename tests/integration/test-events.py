@@ -10,7 +10,7 @@ import re
 import select
 import tempfile
 import time
-from kvmidtest import Daemon, Tap, Sim, domains_config, kvmi_socket, skip_all, wait_for, KVMI_SIM
+from kvmidtest import Daemon, Tap, Sim, finish, domains_config, kvmi_socket, skip_all, wait_for, KVMI_SIM
 
 if not os.access(KVMI_SIM, os.X_OK):
     skip_all("kvmi-sim is not built (make check builds it)")
@@ -43,16 +43,6 @@ class Lines:
             self.lines += [x.decode() for x in done]
         return self.lines
 
-
-def finish(proc, timeout):
-    """(exit code or None if still running after timeout, stderr)."""
-    try:
-        proc.wait(timeout)
-    except Exception:
-        proc.kill()
-        proc.wait()
-        return None, proc.stderr.read().decode()
-    return proc.returncode, proc.stderr.read().decode()
 
 
 t = Tap()

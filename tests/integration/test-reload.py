@@ -15,7 +15,7 @@ import re
 import signal
 import tempfile
 import time
-from kvmidtest import (Daemon, Tap, Varlink, Sim, SANITIZERS, auth_proof, authenticate, kvmi_socket, skip_all,
+from kvmidtest import (Daemon, Tap, Varlink, Sim, finish, SANITIZERS, auth_proof, authenticate, kvmi_socket, skip_all,
                        wait_for, KVMI_SIM)
 
 if not os.access(KVMI_SIM, os.X_OK):
@@ -83,16 +83,6 @@ def reload(d, text, timeout=10):
     d.signal(signal.SIGHUP)
     return wait_for(lambda: d.logtext().count("configuration reloaded") > n, timeout)
 
-
-def finish(proc, timeout):
-    """(exit code, or None if it was still running after timeout; stderr)."""
-    try:
-        proc.wait(timeout)
-    except Exception:
-        proc.kill()
-        proc.wait()
-        return None, proc.stderr.read().decode()
-    return proc.returncode, proc.stderr.read().decode()
 
 
 # ---- a watched domain without a channel, removed (valgrind) ------------------
