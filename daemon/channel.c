@@ -828,7 +828,6 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
         b.t_read_ns = t_read_ns;
         b.wall_usec = now_usec(CLOCK_REALTIME);
         uint16_t event_id;
-        bool acks_queued = false;
         size_t off = 0;
         int r;
 
@@ -872,19 +871,16 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
                                 channel_fail(ch, "message larger than the buffer");
                         break;
                 }
-                if (h.id == event_id) {
+                if (h.id == event_id)
                         r = channel_event(ch, &h, p, (size_t) r, &b);
-                        acks_queued = true;
-                } else {
+                else {
                         /* A reply handler does real work (a token's JSON,
                          * its audit record): the vCPUs of the events before
-                         * it in this read must not wait for that. */
-                        if (acks_queued) {
-                                channel_flush(ch);
-                                acks_queued = false;
-                                if (ch->dead)
-                                        return;
-                        }
+                         * it in this read must not wait for that.  Replies
+                         * are rare; with nothing queued this writes nothing. */
+                        channel_flush(ch);
+                        if (ch->dead)
+                                return;
                         r = channel_reply(ch, &h, p, (size_t) r);
                 }
                 if (r < 0)
@@ -892,7 +888,6 @@ static void channel_process(Channel *ch, uint64_t t_read_ns) {
                 off += KVMI_MSG_HDR_SIZE + h.size;
                 if (b.n == CHANNEL_BATCH) {
                         channel_flush(ch);
-                        acks_queued = false;
                         batch_deliver(ch, &b);
                 }
         }

@@ -828,17 +828,15 @@ typedef struct LineReader {
  * indented key is a key, as kvmid.conf(5) says. */
 static char *config_read_line(char *str, int num, void *stream) {
         LineReader *lr = stream;
-        char *p;
-        size_t n;
+        size_t n, skip;
 
         if (!fgets(str, num, lr->f))
                 return NULL;
         n = strlen(str);
-        p = str;
         if (lr->at_line_start) {
-                p += strspn(str, " \t");
-                memmove(str, p, n - (size_t) (p - str) + 1);
-                n -= (size_t) (p - str);
+                skip = strspn(str, " \t");
+                memmove(str, str + skip, n - skip + 1);
+                n -= skip;
         }
         lr->at_line_start = n > 0 && str[n - 1] == '\n';
         return str;
